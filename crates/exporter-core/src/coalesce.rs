@@ -1,0 +1,1 @@
+//! STUB: coalesce (being written).

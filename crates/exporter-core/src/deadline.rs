@@ -1,0 +1,1 @@
+//! STUB: deadline (being written).

@@ -1,0 +1,1 @@
+//! STUB: landing (being written).

@@ -1,0 +1,65 @@
+//! exporter-core: everything the uplink exporters share.
+//!
+//! An exporter implements [`Exporter`]: one async probe of one target that writes fresh
+//! metric families into a [`Scrape`]. [`serve`] owns the rest: flags and environment
+//! ([`parse_cli`]), the HTTP server and its routes, scrape deadlines, single flight per
+//! target, TLS and basic auth from a web-config file, the landing page, the exporter's own
+//! metrics, logging and graceful shutdown.
+//!
+//! Architecture invariant: among the workspace's crates that ship to users, only this one
+//! knows hyper, rustls server configuration and the exposition format.
+
+pub mod client;
+mod coalesce;
+mod deadline;
+mod landing;
+pub mod logging;
+mod options;
+mod scrape;
+mod self_metrics;
+mod server;
+pub mod testing;
+mod web_config;
+
+use std::{fmt::Display, future::Future, str::FromStr};
+
+pub use options::{Cli, CommonFlags, ExporterInfo, LogFormat, ServeOptions, parse_cli};
+pub use scrape::{Family, Scrape, Timed, timed};
+pub use secret::Secret;
+pub use server::{RunningServer, serve, spawn};
+
+mod secret;
+
+/// One device exporter: how to query one target of its kind.
+///
+/// Each binary has exactly one exporter, so the server is generic over it (static dispatch).
+pub trait Exporter: Send + Sync + 'static {
+    /// Metric prefix and landing-page title, e.g. `"linkhub"`.
+    const NAMESPACE: &'static str;
+    /// One line for the landing page, e.g. "Prometheus exporter for Alcatel/TCL LinkHub 4G routers".
+    const DESCRIPTION: &'static str;
+    /// What `?target=` parses into: a host URL, a gateway id, a modem's device id.
+    /// A parse error becomes a 400 whose body is the error's text.
+    type Target: FromStr<Err = anyhow::Error> + Display + Clone + Send + Sync + 'static;
+
+    /// The target `/metrics` scrapes in addition to the exporter's own metrics, if any.
+    fn default_target(&self) -> Option<Self::Target> {
+        None
+    }
+
+    /// Query the device now, once, and write samples into `out`.
+    ///
+    /// `Err` means the device could not be reached as a whole (connect or login failed) and
+    /// gives `<ns>_up 0`; partial failures go through [`Scrape::record`]. The core drops the
+    /// future at [`Scrape::deadline`], keeping whatever was written until then.
+    fn probe(
+        &self,
+        target: &Self::Target,
+        out: &mut Scrape,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Called once on graceful shutdown, after in-flight scrapes ended (e.g. to log out).
+    fn shutdown(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}

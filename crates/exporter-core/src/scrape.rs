@@ -1,0 +1,354 @@
+//! One scrape of one target: fresh metric families, per-collector outcomes and the
+//! `<ns>_up` / duration metrics the core adds at the end.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    future::Future,
+    time::{Duration, Instant},
+};
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+
+/// The outcome of one sub-collector, produced by [`timed`] and consumed by [`Scrape::record`].
+#[derive(Debug)]
+pub struct Timed<T> {
+    pub name: &'static str,
+    pub elapsed: Duration,
+    pub result: anyhow::Result<T>,
+}
+
+/// Runs one sub-collector's device call, bounded by `deadline`.
+///
+/// A call still running at the deadline is dropped and becomes an error, so the other
+/// collectors' results survive and the scrape answers in time.
+pub async fn timed<T>(
+    name: &'static str,
+    deadline: Instant,
+    fut: impl Future<Output = anyhow::Result<T>>,
+) -> Timed<T> {
+    let start = Instant::now();
+    let result = match tokio::time::timeout_at(deadline.into(), fut).await {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!(
+            "scrape deadline exceeded after {:.3}s",
+            start.elapsed().as_secs_f64()
+        )),
+    };
+    Timed { name, elapsed: start.elapsed(), result }
+}
+
+/// One collector's recorded outcome.
+#[derive(Debug, Clone)]
+pub(crate) struct CollectorOutcome {
+    pub(crate) name: &'static str,
+    pub(crate) elapsed: Duration,
+    /// The error chain (`{:#}`), when the collector failed.
+    pub(crate) error: Option<String>,
+}
+
+/// The metric families of one scrape, written by an exporter's probe.
+///
+/// Every name passed in is prefixed with the namespace (`gauge("rsrp_dbm", …)` writes
+/// `linkhub_rsrp_dbm`), so no exporter assembles metric names by hand.
+#[derive(Debug)]
+pub struct Scrape {
+    namespace: &'static str,
+    target: String,
+    deadline: Instant,
+    families: BTreeMap<String, MetricFamily>,
+    pub(crate) collectors: Vec<CollectorOutcome>,
+    pub(crate) trace: Vec<String>,
+}
+
+/// A metric family inside a [`Scrape`]; add one sample per label set.
+#[derive(Debug)]
+pub struct Family<'a> {
+    family: &'a mut MetricFamily,
+}
+
+impl Scrape {
+    /// A new, empty scrape of `target` that must finish by `deadline`.
+    pub fn new(namespace: &'static str, target: impl Into<String>, deadline: Instant) -> Scrape {
+        Scrape {
+            namespace,
+            target: target.into(),
+            deadline,
+            families: BTreeMap::new(),
+            collectors: Vec::new(),
+            trace: Vec::new(),
+        }
+    }
+
+    /// The namespace (metric prefix) of this scrape.
+    pub fn namespace(&self) -> &'static str {
+        self.namespace
+    }
+
+    /// The target this scrape is for, as the request named it.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The instant by which the whole scrape must have answered.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Records one sub-collector's outcome: emits its success and duration, logs a failure
+    /// once (with the error chain) and returns the value on success.
+    pub fn record<T>(&mut self, timed: Timed<T>) -> Option<T> {
+        match timed.result {
+            Ok(value) => {
+                self.trace.push(format!(
+                    "collector {} succeeded in {:.6}s",
+                    timed.name,
+                    timed.elapsed.as_secs_f64()
+                ));
+                self.collectors.push(CollectorOutcome {
+                    name: timed.name,
+                    elapsed: timed.elapsed,
+                    error: None,
+                });
+                Some(value)
+            }
+            Err(err) => {
+                let chain = format!("{err:#}");
+                log::warn!(
+                    target: "scrape",
+                    namespace = self.namespace, target = self.target.as_str(),
+                    collector = timed.name, err = chain.as_str();
+                    "collector failed"
+                );
+                self.trace.push(format!(
+                    "collector {} failed after {:.6}s: {chain}",
+                    timed.name,
+                    timed.elapsed.as_secs_f64()
+                ));
+                self.collectors.push(CollectorOutcome {
+                    name: timed.name,
+                    elapsed: timed.elapsed,
+                    error: Some(chain),
+                });
+                None
+            }
+        }
+    }
+
+    /// Adds a line to the `&debug=true` trace of this scrape.
+    pub fn note(&mut self, line: impl Into<String>) {
+        self.trace.push(line.into());
+    }
+
+    /// The gauge family `<ns>_<name>`, created on first use in this scrape.
+    pub fn gauge(&mut self, name: &str, help: &str) -> Family<'_> {
+        self.family(name, help, MetricType::GAUGE)
+    }
+
+    /// The counter family `<ns>_<name>`; `name` must end in `_total`.
+    pub fn counter(&mut self, name: &str, help: &str) -> Family<'_> {
+        debug_assert!(name.ends_with("_total"), "counter {name} must end in _total");
+        self.family(name, help, MetricType::COUNTER)
+    }
+
+    /// An `_info` gauge with value 1 carrying `labels`.
+    pub fn info(&mut self, name: &str, help: &str, labels: &[(&str, &str)]) {
+        debug_assert!(name.ends_with("_info"), "info metric {name} must end in _info");
+        self.gauge(name, help).sample(labels, 1.0);
+    }
+
+    /// A one-hot enumeration: one sample per state in `states` with a `state` label, 1 for
+    /// `current` and 0 for the others. When `current` is not among `states` (a code the
+    /// exporter does not know), it is added as its own series so nothing is hidden.
+    pub fn state_set(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        states: &[&str],
+        current: &str,
+    ) {
+        let mut family = self.gauge(name, help);
+        let mut seen = false;
+        for state in states {
+            let on = *state == current;
+            seen |= on;
+            family.sample(&with_label(labels, "state", state), if on { 1.0 } else { 0.0 });
+        }
+        if !seen {
+            family.sample(&with_label(labels, "state", current), 1.0);
+        }
+    }
+
+    /// The families written so far, as Prometheus text format 0.0.4 (without the core's
+    /// `<ns>_up` and duration metrics). Render tests compare this with golden files.
+    pub fn encode(&self) -> String {
+        encode_families(self.families.values())
+    }
+
+    pub(crate) fn take_families(&mut self) -> BTreeMap<String, MetricFamily> {
+        std::mem::take(&mut self.families)
+    }
+
+    fn family(&mut self, name: &str, help: &str, kind: MetricType) -> Family<'_> {
+        let full = format!("{}_{name}", self.namespace);
+        debug_assert!(valid_metric_name(&full), "invalid metric name {full}");
+        let family = self.families.entry(full.clone()).or_insert_with(|| {
+            let mut f = MetricFamily::default();
+            f.set_name(full);
+            f.set_help(help.to_owned());
+            f.set_field_type(kind);
+            f
+        });
+        debug_assert_eq!(family.get_field_type(), kind, "metric {name} used with two types");
+        Family { family }
+    }
+}
+
+impl Family<'_> {
+    /// Adds the sample `labels` = `value`. A second sample with the same labels replaces the
+    /// first, so the output never has duplicate series.
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let pairs: Vec<LabelPair> = labels
+            .iter()
+            .map(|(k, v)| {
+                debug_assert!(valid_label_name(k), "invalid label name {k}");
+                let mut p = LabelPair::default();
+                p.set_name((*k).to_owned());
+                p.set_value((*v).to_owned());
+                p
+            })
+            .collect();
+        let mut metric = Metric::default();
+        metric.set_label(pairs);
+        if self.family.get_field_type() == MetricType::COUNTER {
+            let mut c = Counter::default();
+            c.set_value(value);
+            metric.set_counter(c);
+        } else {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            metric.set_gauge(g);
+        }
+        let metrics = self.family.mut_metric();
+        if let Some(existing) = metrics.iter_mut().find(|m| same_labels(m, &metric)) {
+            *existing = metric;
+        } else {
+            metrics.push(metric);
+        }
+        self
+    }
+
+    /// Adds the sample only when the device gave a value: `None` is an absent series,
+    /// never a made-up 0.
+    pub fn sample_opt(&mut self, labels: &[(&str, &str)], value: Option<f64>) -> &mut Self {
+        if let Some(v) = value {
+            self.sample(labels, v);
+        }
+        self
+    }
+}
+
+/// Encodes families as text format 0.0.4, skipping families without samples.
+pub(crate) fn encode_families<'a>(families: impl IntoIterator<Item = &'a MetricFamily>) -> String {
+    let families: Vec<MetricFamily> =
+        families.into_iter().filter(|f| !f.get_metric().is_empty()).cloned().collect();
+    let mut out = String::new();
+    if let Err(err) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
+        // The encoder only fails on invalid names, which are bugs in our own code.
+        log::error!("cannot encode metric families: {err}");
+        let _ = writeln!(out, "# encoding error: {err}");
+    }
+    out
+}
+
+fn with_label<'a>(labels: &[(&'a str, &'a str)], k: &'a str, v: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut all = labels.to_vec();
+    all.push((k, v));
+    all
+}
+
+fn same_labels(a: &Metric, b: &Metric) -> bool {
+    let (a, b) = (a.get_label(), b.get_label());
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| x.name() == y.name() && x.value() == y.value())
+}
+
+fn valid_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape() -> Scrape {
+        Scrape::new("demo", "t", Instant::now() + Duration::from_secs(5))
+    }
+
+    #[test]
+    fn families_are_prefixed_sorted_and_deduplicated() {
+        let mut s = scrape();
+        s.gauge("b_ratio", "B.").sample(&[("x", "1")], 0.5).sample(&[("x", "1")], 0.25);
+        s.counter("a_bytes_total", "A.").sample(&[], 0.0);
+        s.gauge("empty", "Never written.");
+        let text = s.encode();
+        assert_eq!(
+            text,
+            "# HELP demo_a_bytes_total A.\n# TYPE demo_a_bytes_total counter\ndemo_a_bytes_total 0\n\
+             # HELP demo_b_ratio B.\n# TYPE demo_b_ratio gauge\ndemo_b_ratio{x=\"1\"} 0.25\n"
+        );
+    }
+
+    #[test]
+    fn absent_values_are_absent_and_zero_is_kept() {
+        let mut s = scrape();
+        s.gauge("v", "V.").sample_opt(&[("k", "none")], None).sample_opt(&[("k", "zero")], Some(0.0));
+        let text = s.encode();
+        assert!(text.contains("demo_v{k=\"zero\"} 0\n"), "{text}");
+        assert!(!text.contains("none"), "{text}");
+    }
+
+    #[test]
+    fn state_set_is_one_hot_and_shows_unknown_states() {
+        let mut s = scrape();
+        s.state_set("state", "S.", &[("modem", "a")], &["on", "off"], "off");
+        s.state_set("state", "S.", &[("modem", "b")], &["on", "off"], "weird");
+        let text = s.encode();
+        assert!(text.contains("demo_state{modem=\"a\",state=\"on\"} 0\n"), "{text}");
+        assert!(text.contains("demo_state{modem=\"a\",state=\"off\"} 1\n"), "{text}");
+        assert!(text.contains("demo_state{modem=\"b\",state=\"weird\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = scrape();
+        s.info("device_info", "I.", &[("name", "a\"b\\c\nd")]);
+        assert!(s.encode().contains(r#"name="a\"b\\c\nd""#), "{}", s.encode());
+    }
+
+    #[tokio::test]
+    async fn timed_bounds_a_hanging_call_and_record_keeps_others() {
+        let mut s = Scrape::new("demo", "t", Instant::now() + Duration::from_millis(50));
+        let d = s.deadline();
+        let (slow, fast) = tokio::join!(
+            timed("slow", d, std::future::pending::<anyhow::Result<u8>>()),
+            timed("fast", d, async { Ok(7u8) }),
+        );
+        assert!(slow.elapsed < Duration::from_millis(500));
+        assert_eq!(s.record(slow), None);
+        assert_eq!(s.record(fast), Some(7));
+        assert_eq!(s.collectors.len(), 2);
+        assert!(s.collectors[0].error.as_deref().unwrap_or("").contains("deadline"));
+        assert!(s.collectors[1].error.is_none());
+    }
+}

@@ -1,0 +1,1 @@
+//! STUB: self_metrics (being written).
