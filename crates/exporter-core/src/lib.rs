@@ -23,10 +23,13 @@ mod web_config;
 
 use std::{fmt::Display, future::Future, str::FromStr};
 
-pub use options::{Cli, CommonFlags, ExporterInfo, LogFormat, ServeOptions, parse_cli};
+pub use options::{
+    Cli, CliExit, CommonFlags, ExporterInfo, LogFormat, ServeOptions, env_var_name, parse_args,
+    parse_cli, version_line,
+};
 pub use scrape::{Family, Scrape, Timed, timed};
 pub use secret::Secret;
-pub use server::{RunningServer, serve, spawn};
+pub use server::{EXPOSITION_CONTENT_TYPE, RunningServer, run, serve, spawn};
 
 mod secret;
 
@@ -61,5 +64,45 @@ pub trait Exporter: Send + Sync + 'static {
     /// Called once on graceful shutdown, after in-flight scrapes ended (e.g. to log out).
     fn shutdown(&self) -> impl Future<Output = ()> + Send {
         async {}
+    }
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (not an API: no stability promise).
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::Duration;
+
+    /// What the server makes of one request line and its headers.
+    #[derive(Debug)]
+    pub struct Request {
+        /// The scrape budget from `X-Prometheus-Scrape-Timeout-Seconds` (offset 0.5 s, cap 10 s).
+        pub budget: Duration,
+        /// Whether `Accept-Encoding` allows gzip.
+        pub gzip: bool,
+        /// The decoded query pairs, or the 400 message.
+        pub query: Result<Vec<(String, String)>, String>,
+    }
+
+    /// The server's parsing of a request target (`/probe?target=…`) and of the scrape-timeout
+    /// and `Accept-Encoding` headers; `None` when hyper would reject the request target.
+    pub fn request(target: &[u8], timeout: Option<&str>, accept_encoding: &str) -> Option<Request> {
+        let budget = crate::deadline::scrape_budget(
+            timeout,
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        );
+        let gzip = crate::server::accepts_gzip(accept_encoding);
+        let uri = hyper::Uri::try_from(target).ok()?;
+        let query = crate::server::parse_query(uri.query().unwrap_or(""));
+        Some(Request { budget, gzip, query })
+    }
+
+    /// Loads `bytes` as a `--web-config-file` (through a scratch file, as the server does).
+    pub fn web_config(bytes: &[u8]) -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("exporter-core-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("web.yml");
+        std::fs::write(&path, bytes)?;
+        crate::web_config::WebConfig::load(&path).map(drop)
     }
 }

@@ -186,10 +186,6 @@ impl Scrape {
         encode_families(self.families.values())
     }
 
-    pub(crate) fn take_families(&mut self) -> BTreeMap<String, MetricFamily> {
-        std::mem::take(&mut self.families)
-    }
-
     fn family(&mut self, name: &str, help: &str, kind: MetricType) -> Family<'_> {
         let full = format!("{}_{name}", self.namespace);
         debug_assert!(valid_metric_name(&full), "invalid metric name {full}");
@@ -249,6 +245,124 @@ impl Family<'_> {
     }
 }
 
+/// How a probe ended, for [`Scrape::finish`].
+#[derive(Debug)]
+pub(crate) enum ProbeEnd {
+    /// `probe` returned `Ok`.
+    Ok,
+    /// `probe` returned `Err`: the device could not be reached as a whole.
+    Failed(anyhow::Error),
+    /// The probe was still running at the deadline and was dropped.
+    DeadlineExceeded,
+    /// This request joined another request's scrape of the target and its own deadline
+    /// passed before that scrape ended.
+    WaitTimedOut,
+}
+
+/// A finished scrape: the exposition text and the `&debug=true` trace, shared by every
+/// request that joined it.
+#[derive(Debug, Clone)]
+pub(crate) struct Rendered {
+    pub(crate) text: String,
+    pub(crate) trace: String,
+}
+
+impl Scrape {
+    /// Adds the core's metrics (`<ns>_up`, durations, per-collector outcomes), logs a failed
+    /// probe once and renders the text and the trace.
+    pub(crate) fn finish(mut self, end: ProbeEnd, elapsed: Duration) -> Rendered {
+        let succeeded = self.collectors.iter().any(|c| c.error.is_none());
+        let probe_line = match &end {
+            ProbeEnd::Ok => "probe: ok".to_owned(),
+            ProbeEnd::Failed(err) => {
+                let chain = format!("{err:#}");
+                log::warn!(
+                    target: "scrape",
+                    namespace = self.namespace, target = self.target.as_str(), err = chain.as_str();
+                    "probe failed"
+                );
+                format!("probe failed: {chain}")
+            }
+            ProbeEnd::DeadlineExceeded => {
+                let line = format!(
+                    "probe stopped at the scrape deadline after {:.3}s",
+                    elapsed.as_secs_f64()
+                );
+                log::warn!(
+                    target: "scrape",
+                    namespace = self.namespace, target = self.target.as_str();
+                    "{line}"
+                );
+                line
+            }
+            ProbeEnd::WaitTimedOut => {
+                let line = format!(
+                    "gave up after {:.3}s waiting for the scrape of this target already in \
+                     flight (the scrape deadline passed)",
+                    elapsed.as_secs_f64()
+                );
+                log::warn!(
+                    target: "scrape",
+                    namespace = self.namespace, target = self.target.as_str();
+                    "{line}"
+                );
+                line
+            }
+        };
+        let up = matches!(end, ProbeEnd::Ok) && (self.collectors.is_empty() || succeeded);
+
+        // One sample per collector name: a collector recorded twice succeeded only if every
+        // run did, and took as long as its slowest run.
+        let mut outcomes: BTreeMap<&'static str, (bool, Duration)> = BTreeMap::new();
+        for c in &self.collectors {
+            let entry = outcomes.entry(c.name).or_insert((true, Duration::ZERO));
+            entry.0 &= c.error.is_none();
+            entry.1 = entry.1.max(c.elapsed);
+        }
+        {
+            let mut success = self.gauge(
+                "scrape_collector_success",
+                "Whether the collector succeeded in this scrape (1) or failed (0).",
+            );
+            for (name, (ok, _)) in &outcomes {
+                success.sample(&[("collector", name)], if *ok { 1.0 } else { 0.0 });
+            }
+        }
+        {
+            let mut duration = self.gauge(
+                "scrape_collector_duration_seconds",
+                "How long the collector took in this scrape, in seconds.",
+            );
+            for (name, (_, took)) in &outcomes {
+                duration.sample(&[("collector", name)], took.as_secs_f64());
+            }
+        }
+        self.gauge(
+            "scrape_duration_seconds",
+            "How long the scrape of the target took, in seconds.",
+        )
+        .sample(&[], elapsed.as_secs_f64());
+        self.gauge(
+            "up",
+            "Whether the target answered the scrape (1) or not (0): the device was reached and, \
+             when collectors ran, at least one succeeded.",
+        )
+        .sample(&[], if up { 1.0 } else { 0.0 });
+        let text = self.encode();
+
+        let mut trace = String::new();
+        let _ = writeln!(trace, "target: {}", self.target);
+        for line in &self.trace {
+            let _ = writeln!(trace, "{line}");
+        }
+        let _ = writeln!(trace, "{probe_line}");
+        let _ = writeln!(trace, "up: {}", u8::from(up));
+        let _ = writeln!(trace, "scrape duration: {:.6}s", elapsed.as_secs_f64());
+        let _ = writeln!(trace, "\nmetrics:\n{text}");
+        Rendered { text, trace }
+    }
+}
+
 /// Encodes families as text format 0.0.4, skipping families without samples.
 pub(crate) fn encode_families<'a>(families: impl IntoIterator<Item = &'a MetricFamily>) -> String {
     let families: Vec<MetricFamily> =
@@ -262,7 +376,11 @@ pub(crate) fn encode_families<'a>(families: impl IntoIterator<Item = &'a MetricF
     out
 }
 
-fn with_label<'a>(labels: &[(&'a str, &'a str)], k: &'a str, v: &'a str) -> Vec<(&'a str, &'a str)> {
+fn with_label<'a>(
+    labels: &[(&'a str, &'a str)],
+    k: &'a str,
+    v: &'a str,
+) -> Vec<(&'a str, &'a str)> {
     let mut all = labels.to_vec();
     all.push((k, v));
     all
@@ -312,7 +430,9 @@ mod tests {
     #[test]
     fn absent_values_are_absent_and_zero_is_kept() {
         let mut s = scrape();
-        s.gauge("v", "V.").sample_opt(&[("k", "none")], None).sample_opt(&[("k", "zero")], Some(0.0));
+        s.gauge("v", "V.")
+            .sample_opt(&[("k", "none")], None)
+            .sample_opt(&[("k", "zero")], Some(0.0));
         let text = s.encode();
         assert!(text.contains("demo_v{k=\"zero\"} 0\n"), "{text}");
         assert!(!text.contains("none"), "{text}");

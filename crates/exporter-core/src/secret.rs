@@ -27,17 +27,28 @@ impl Secret {
     /// in `$CREDENTIALS_DIRECTORY` (`LoadCredential=`). `Ok(None)` when none is set.
     ///
     /// A file that is set but unreadable or empty is an error naming the file, never a
-    /// silent fallback to the next source.
+    /// silent fallback to the next source. An empty credential is "not configured" instead:
+    /// a packaged unit names its credential file before the user has written the secret.
     pub fn resolve(
         file: Option<&Path>,
         env_var: Option<&str>,
         credential: Option<&str>,
     ) -> anyhow::Result<Option<Secret>> {
+        Self::resolve_with(file, env_var, credential, |name| std::env::var_os(name))
+    }
+
+    /// [`Secret::resolve`] with the environment given as a lookup function (for tests).
+    pub fn resolve_with(
+        file: Option<&Path>,
+        env_var: Option<&str>,
+        credential: Option<&str>,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> anyhow::Result<Option<Secret>> {
         if let Some(path) = file {
             return Self::from_file(path).map(Some);
         }
         if let Some(var) = env_var
-            && let Some(value) = std::env::var_os(var)
+            && let Some(value) = env(var)
         {
             let value = value
                 .into_string()
@@ -47,11 +58,14 @@ impl Secret {
             return Ok(Some(Secret(value.to_owned())));
         }
         if let Some(name) = credential
-            && let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY")
+            && let Some(dir) = env("CREDENTIALS_DIRECTORY")
         {
             let path = Path::new(&dir).join(name);
             if path.exists() {
-                return Self::from_file(&path).map(Some);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read credential {}", path.display()))?;
+                let value = text.trim_end_matches(['\r', '\n']);
+                return Ok((!value.is_empty()).then(|| Secret(value.to_owned())));
             }
         }
         Ok(None)
@@ -80,6 +94,7 @@ impl fmt::Display for Secret {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -103,5 +118,27 @@ mod tests {
         let missing = dir.join("missing");
         let err = Secret::resolve(Some(&missing), None, None).unwrap_err();
         assert!(format!("{err:#}").contains("cannot read secret file"), "{err:#}");
+    }
+
+    #[test]
+    fn sources_in_order_and_empty_credential_is_unset() {
+        let dir = std::env::temp_dir().join(format!("secret-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cred_dir = dir.clone().into_os_string();
+        let env = |name: &str| match name {
+            "CREDENTIALS_DIRECTORY" => Some(cred_dir.clone()),
+            "X_KEY" => Some("from-env\n".into()),
+            _ => None,
+        };
+        std::fs::write(dir.join("x-key"), "from-credential\n").unwrap();
+        let got = Secret::resolve_with(None, Some("X_KEY"), Some("x-key"), env).unwrap();
+        assert_eq!(got.unwrap().expose(), "from-env");
+        let got = Secret::resolve_with(None, Some("OTHER"), Some("x-key"), env).unwrap();
+        assert_eq!(got.unwrap().expose(), "from-credential");
+        std::fs::write(dir.join("x-key"), "").unwrap();
+        assert!(Secret::resolve_with(None, None, Some("x-key"), env).unwrap().is_none());
+        assert!(Secret::resolve_with(None, None, Some("missing"), env).unwrap().is_none());
+        let empty_env = |name: &str| (name == "X_KEY").then(|| "".into());
+        assert!(Secret::resolve_with(None, Some("X_KEY"), None, empty_env).is_err());
     }
 }
