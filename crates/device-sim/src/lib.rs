@@ -3,8 +3,9 @@
 //! quirks from the protocol notes (string values, invalid markers, lockouts, rate limits).
 //!
 //! Every simulator listens on loopback only. HTTP devices share the [`http`] framework:
-//! per-endpoint request counters readable by tests, fault knobs (latency, refuse, hang, 500,
-//! garbage and truncated bodies) and a control API under `/_sim/`.
+//! per-endpoint request counters readable by tests, fault knobs (latency, refuse, hang, a
+//! status, garbage, truncated, reset, dripping, endless, oversized, invalid UTF-8 and
+//! wrong-content-type bodies) and a control API under `/_sim/`.
 
 pub mod demo;
 pub mod http;
