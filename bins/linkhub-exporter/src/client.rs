@@ -1,0 +1,750 @@
+//! The LinkHub JSON-RPC client: one `POST /jrd/webapi` per call, the verification-key and
+//! token headers, and the login session of each target.
+//!
+//! Architecture invariants:
+//! - One request in flight per device: every call goes through a [`Conn`], which holds the
+//!   target's [`Device`] lock for the whole probe.
+//! - A rejected login is not retried before `--login-backoff`, and never while the device
+//!   has [`LOGIN_ATTEMPTS_KEPT`] or fewer attempts left, so the exporter cannot lock the
+//!   router (it locks after 5 wrong passwords until rebooted).
+//! - Another administrator's session (`010102`) is never forced out (no `ForceLogin`).
+//! - The only state kept between scrapes is the login session and its bookkeeping; device
+//!   readings are fetched fresh on every scrape.
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use exporter_core::Secret;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::{
+    api::{ErrorCode, LoginResult, LoginState},
+    crypto,
+    target::Target,
+};
+
+/// The `_TclRequestVerificationKey` every G1 web UI hard-codes (public).
+pub const DEFAULT_VERIFICATION_KEY: &str =
+    "KSDHSDFOGQ5WERYTUIQWERTYUISDFG1HJZXCVCXBN2GDSMNDHKVKFsVBNf";
+
+/// Login attempts the exporter leaves to a human: after a rejected password it does not
+/// try again once the device reports this many attempts left (or fewer).
+pub const LOGIN_ATTEMPTS_KEPT: i64 = 2;
+
+/// Largest response body accepted (device answers are a few KiB).
+pub const BODY_LIMIT: usize = 256 << 10;
+
+/// How the client talks to every target. `Debug` shows neither the key nor the password.
+#[derive(Clone)]
+pub struct Config {
+    /// `_TclRequestVerificationKey`.
+    pub verification_key: String,
+    /// The web UI user (`admin`).
+    pub username: String,
+    /// The web UI password; `None` reads only what needs no login.
+    pub password: Option<Secret>,
+    /// The pause after a rejected login.
+    pub login_backoff: Duration,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("verification_key", &"<hidden>")
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("login_backoff", &self.login_backoff)
+            .finish()
+    }
+}
+
+/// A failure that says the target as a whole is not a usable LinkHub (or not reachable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceError {
+    /// The HTTP request failed (connect refused, reset, timeout).
+    Unreachable(String),
+    /// `/jrd/webapi` answered 404 or 405: not an Alcatel/TCL JSON-RPC device.
+    NotLinkhub(u16),
+    /// Another HTTP status.
+    Status(u16),
+    /// The body was not JSON (a busy or reboot page, another device).
+    NotJson(String),
+    /// JSON, but neither a `result` nor an `error` member.
+    NotJsonRpc(String),
+    /// `result` is a string: the encrypted API of newer TCL 5G firmware.
+    Encrypted,
+    /// The body exceeded [`BODY_LIMIT`].
+    TooLarge(String),
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceError::Unreachable(e) => write!(f, "device unreachable: {e}"),
+            DeviceError::NotLinkhub(s) => write!(
+                f,
+                "not an Alcatel/TCL LinkHub: /jrd/webapi answered HTTP {s} (no JSON-RPC API there)"
+            ),
+            DeviceError::Status(s) => write!(f, "device answered HTTP {s}"),
+            DeviceError::NotJson(start) => {
+                write!(
+                    f,
+                    "response is not JSON (a busy page or not a LinkHub): starts with {start}"
+                )
+            }
+            DeviceError::NotJsonRpc(start) => {
+                write!(f, "response is JSON but not a JSON-RPC 2.0 reply: starts with {start}")
+            }
+            DeviceError::Encrypted => write!(
+                f,
+                "unsupported encrypted firmware: the result is an encrypted string \
+                 (newer TCL 5G API), not a JSON object"
+            ),
+            DeviceError::TooLarge(e) => write!(f, "response too large: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+/// The device answered a JSON-RPC error for a method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl fmt::Display for MethodError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "device answered error {} ({})", self.code, self.message)
+    }
+}
+
+impl std::error::Error for MethodError {}
+
+/// True when `err` (or its cause) says the device as a whole is unusable.
+pub fn is_device_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<DeviceError>().is_some())
+}
+
+/// True when `err` (or its cause) is a JSON-RPC method error.
+pub fn method_error(err: &anyhow::Error) -> Option<&MethodError> {
+    err.chain().find_map(|e| e.downcast_ref::<MethodError>())
+}
+
+/// A method's answer, or the note that it needs a login and no password is configured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched<T> {
+    Data(T),
+    NeedsLogin,
+}
+
+/// The exporter's view of its login on one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoginStatus {
+    /// No login was needed yet.
+    #[default]
+    LoggedOut,
+    LoggedIn,
+    /// Username or password rejected (`010101`), or another login error: in backoff.
+    WrongPassword,
+    /// Another administrator is logged in (`010102` or `GetLoginState.State` 1).
+    OtherSession,
+    /// The device locked its login (`010103` or `GetLoginState.State` 2).
+    Locked,
+}
+
+impl LoginStatus {
+    /// Every state, in the order of the one-hot metric.
+    pub const ALL: [LoginStatus; 5] = [
+        LoginStatus::LoggedOut,
+        LoginStatus::LoggedIn,
+        LoginStatus::WrongPassword,
+        LoginStatus::OtherSession,
+        LoginStatus::Locked,
+    ];
+
+    /// The `state` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            LoginStatus::LoggedOut => "logged_out",
+            LoginStatus::LoggedIn => "logged_in",
+            LoginStatus::WrongPassword => "wrong_password",
+            LoginStatus::OtherSession => "other_session",
+            LoginStatus::Locked => "locked",
+        }
+    }
+}
+
+/// Why a login failed, the `reason` label of `linkhub_login_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    WrongPassword,
+    OtherSession,
+    Locked,
+    Error,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 4] = [
+        FailureReason::WrongPassword,
+        FailureReason::OtherSession,
+        FailureReason::Locked,
+        FailureReason::Error,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureReason::WrongPassword => "wrong_password",
+            FailureReason::OtherSession => "other_session",
+            FailureReason::Locked => "locked",
+            FailureReason::Error => "error",
+        }
+    }
+}
+
+/// A snapshot of one target's login bookkeeping, for the metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginReport {
+    pub status: LoginStatus,
+    /// `Login` requests sent since the exporter started.
+    pub attempts: u64,
+    /// Rejected or refused logins by reason, in [`FailureReason::ALL`] order.
+    pub failures: [u64; 4],
+    /// Seconds until the next login attempt is allowed (0 = now).
+    pub backoff_remaining: f64,
+}
+
+/// Login state of one target, kept between scrapes (never device readings).
+#[derive(Debug, Default)]
+pub struct Device {
+    session: Option<Session>,
+    status: LoginStatus,
+    next_login_at: Option<Instant>,
+    attempts: u64,
+    failures: [u64; 4],
+    /// Lower-cased `GetSystemInfo.DeviceName`, to pick the login variant.
+    model: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    /// The ready `_TclRequestVerificationToken` value.
+    header: String,
+}
+
+impl Device {
+    fn fail(&mut self, reason: FailureReason) {
+        if let Some(n) = self.failures.get_mut(reason as usize) {
+            *n += 1;
+        }
+    }
+
+    /// The bookkeeping for the metrics.
+    pub fn report(&self) -> LoginReport {
+        let now = Instant::now();
+        LoginReport {
+            status: self.status,
+            attempts: self.attempts,
+            failures: self.failures,
+            backoff_remaining: self
+                .next_login_at
+                .map(|at| at.saturating_duration_since(now).as_secs_f64())
+                .unwrap_or(0.0),
+        }
+    }
+}
+
+/// The client: HTTP, configuration, and the login state of every target seen.
+pub struct Client {
+    http: reqwest::Client,
+    config: Config,
+    devices: moka::future::Cache<String, Arc<Mutex<Device>>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client using `http` for every device call.
+    pub fn new(http: reqwest::Client, config: Config) -> Client {
+        // Login state outlives the backoff window, so an idle target cannot forget a
+        // rejected password and try again early.
+        let idle = Duration::from_secs(3600).max(config.login_backoff.saturating_mul(2));
+        let devices = moka::future::Cache::builder().max_capacity(1024).time_to_idle(idle).build();
+        Client { http, config, devices }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Connects to `target`: waits for its lock, so one request at a time reaches it.
+    pub async fn connect<'a>(&'a self, target: &'a Target) -> Conn<'a> {
+        let device = self
+            .devices
+            .get_with(target.to_string(), async { Arc::new(Mutex::new(Device::default())) })
+            .await;
+        Conn { client: self, target, dev: device.lock_owned().await, login_error: None }
+    }
+
+    /// Logs out of every target with a session (at shutdown), each bounded by `timeout`.
+    pub async fn logout_all(&self, timeout: Duration) {
+        for (key, device) in self.devices.iter() {
+            let Ok(target) = key.parse::<Target>() else { continue };
+            let Ok(dev) = tokio::time::timeout(timeout, device.lock_owned()).await else {
+                continue;
+            };
+            let mut conn = Conn { client: self, target: &target, dev, login_error: None };
+            if tokio::time::timeout(timeout, conn.logout()).await.is_err() {
+                log::warn!(target: "linkhub", target = key.as_str(); "Logout timed out");
+            }
+        }
+    }
+}
+
+/// One target, locked for one probe: every device call of the probe goes through it.
+pub struct Conn<'a> {
+    client: &'a Client,
+    target: &'a Target,
+    dev: OwnedMutexGuard<Device>,
+    /// Set when a login failed during this probe, so later calls fail the same way
+    /// without asking the device again.
+    login_error: Option<String>,
+}
+
+/// One JSON-RPC answer.
+enum Reply {
+    Result(Value),
+    Error(MethodError),
+}
+
+impl Conn<'_> {
+    /// The login bookkeeping of this target.
+    pub fn login_report(&self) -> LoginReport {
+        self.dev.report()
+    }
+
+    /// Whether a password is configured.
+    pub fn can_login(&self) -> bool {
+        self.client.config.password.is_some()
+    }
+
+    /// Remembers the model name (from `GetSystemInfo`) for the login variant.
+    pub fn set_model(&mut self, name: Option<&str>) {
+        if let Some(name) = name {
+            self.dev.model = Some(name.to_ascii_lowercase());
+        }
+    }
+
+    /// Calls `method` with empty params and decodes its result object into `T`.
+    pub async fn get<T: DeserializeOwned>(&mut self, method: &str) -> anyhow::Result<Fetched<T>> {
+        self.get_with(method, json!({})).await
+    }
+
+    /// Calls `method` with `params` and decodes its result object into `T`.
+    pub async fn get_with<T: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> anyhow::Result<Fetched<T>> {
+        let value = match self.call(method, params).await.context(method.to_owned())? {
+            Fetched::Data(v) => v,
+            Fetched::NeedsLogin => return Ok(Fetched::NeedsLogin),
+        };
+        decode_value(method, value).map(Fetched::Data)
+    }
+
+    /// Calls `method`; on an authentication error logs in (if configured) and retries once.
+    async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Fetched<Value>> {
+        let had_session = self.dev.session.is_some();
+        match self.request(method, &params).await? {
+            Reply::Result(v) => return Ok(Fetched::Data(v)),
+            Reply::Error(e) if !e.code.needs_login() => return Err(e.into()),
+            Reply::Error(_) => {}
+        }
+        if had_session {
+            // The token expired or was revoked (device reboot, idle timeout).
+            self.dev.session = None;
+            self.dev.status = LoginStatus::LoggedOut;
+        }
+        if !self.can_login() {
+            return Ok(Fetched::NeedsLogin);
+        }
+        self.login().await?;
+        match self.request(method, &params).await? {
+            Reply::Result(v) => Ok(Fetched::Data(v)),
+            Reply::Error(e) if e.code.needs_login() => {
+                self.dev.session = None;
+                self.dev.status = LoginStatus::LoggedOut;
+                Err(anyhow::Error::new(e)
+                    .context("authentication failure right after a fresh login"))
+            }
+            Reply::Error(e) => Err(e.into()),
+        }
+    }
+
+    /// Logs in as the spec describes, unless backoff, lockout or another session forbid it.
+    async fn login(&mut self) -> anyhow::Result<()> {
+        if let Some(err) = &self.login_error {
+            anyhow::bail!("{err}");
+        }
+        let result = self.try_login().await;
+        if let Err(err) = &result {
+            self.login_error = Some(format!("{err:#}"));
+        }
+        result
+    }
+
+    async fn try_login(&mut self) -> anyhow::Result<()> {
+        let Some(password) = self.client.config.password.clone() else {
+            anyhow::bail!("login required and no password configured");
+        };
+        let now = Instant::now();
+        if let Some(at) = self.dev.next_login_at
+            && now < at
+        {
+            anyhow::bail!(
+                "login suspended after a rejected login ({}); next attempt in {}s",
+                self.dev.status.label(),
+                at.duration_since(now).as_secs()
+            );
+        }
+        let state: LoginState = match self.request("GetLoginState", &json!({})).await? {
+            Reply::Result(v) => serde_json::from_value(v).unwrap_or_default(),
+            Reply::Error(_) => LoginState::default(),
+        };
+        match state.state.code() {
+            Some(2) => {
+                self.refused(LoginStatus::Locked, FailureReason::Locked);
+                anyhow::bail!(
+                    "the device has locked its login (GetLoginState.State 2, too many wrong \
+                     passwords); not trying until it is rebooted"
+                );
+            }
+            Some(1) => {
+                self.refused(LoginStatus::OtherSession, FailureReason::OtherSession);
+                anyhow::bail!(
+                    "another administrator is logged in (GetLoginState.State 1); \
+                     retrying on a later scrape without forcing that session out"
+                );
+            }
+            _ => {}
+        }
+        let remaining = state.login_remaining_times.code();
+        if self.dev.status == LoginStatus::WrongPassword
+            && remaining.is_some_and(|n| n <= LOGIN_ATTEMPTS_KEPT)
+        {
+            anyhow::bail!(
+                "password was rejected before and the device has {} login attempts left; \
+                 leaving them to a human (fix the password file, then restart the exporter)",
+                remaining.unwrap_or(0)
+            );
+        }
+        let model = self.dev.model.clone().unwrap_or_default();
+        let md5_class = ["mw12", "mw70", "mw43", "mw45"].iter().any(|m| model.contains(m));
+        let password = if md5_class {
+            crypto::md5_hex(password.expose().as_bytes())
+        } else {
+            password.expose().to_owned()
+        };
+        let username = &self.client.config.username;
+        let (user, pass) = if state.pw_encrypt.code() == Some(1) {
+            (crypto::obfuscate(username), crypto::obfuscate(&password))
+        } else {
+            (username.clone(), password)
+        };
+        self.dev.attempts += 1;
+        let reply = self.request("Login", &json!({"UserName": user, "Password": pass})).await?;
+        let result = match reply {
+            Reply::Result(v) => v,
+            Reply::Error(e) => return Err(self.rejected(e)),
+        };
+        let result: LoginResult = serde_json::from_value(result).unwrap_or_default();
+        let Some(token) = result.token.get() else {
+            self.dev.fail(FailureReason::Error);
+            anyhow::bail!("Login: the result has no token");
+        };
+        let obfuscated = crypto::obfuscate(token);
+        let header = match (result.param0.get(), result.param1.get()) {
+            (Some(key), Some(iv)) => {
+                crypto::aes_cbc_base64(key.as_bytes(), iv.as_bytes(), obfuscated.as_bytes())
+                    .context("Login: cannot build the AES token header")?
+            }
+            _ => obfuscated,
+        };
+        if self.dev.status != LoginStatus::LoggedIn && self.dev.status != LoginStatus::LoggedOut {
+            log::info!(target: "linkhub", target = self.target.to_string().as_str(); "logged in again");
+        }
+        self.dev.session = Some(Session { header });
+        self.dev.status = LoginStatus::LoggedIn;
+        self.dev.next_login_at = None;
+        Ok(())
+    }
+
+    /// Bookkeeping for a refusal seen in `GetLoginState` (no `Login` was sent).
+    fn refused(&mut self, status: LoginStatus, reason: FailureReason) {
+        if self.dev.status != status {
+            log::warn!(
+                target: "linkhub", target = self.target.to_string().as_str(), state = status.label();
+                "cannot log in: {}",
+                match status {
+                    LoginStatus::Locked => "the device has locked its login until it is rebooted",
+                    _ => "another administrator is logged in; retrying on later scrapes",
+                }
+            );
+        }
+        self.dev.fail(reason);
+        self.dev.status = status;
+    }
+
+    /// Bookkeeping for a `Login` error; returns the error for the collector.
+    fn rejected(&mut self, e: MethodError) -> anyhow::Error {
+        let backoff = self.client.config.login_backoff;
+        let target = self.target.to_string();
+        let (status, reason, what) = match e.code.0.as_str() {
+            "010101" => (
+                LoginStatus::WrongPassword,
+                FailureReason::WrongPassword,
+                "wrong username or password",
+            ),
+            "010102" => (
+                LoginStatus::OtherSession,
+                FailureReason::OtherSession,
+                "another administrator is logged in",
+            ),
+            "010103" => (
+                LoginStatus::Locked,
+                FailureReason::Locked,
+                "login locked after too many wrong passwords",
+            ),
+            _ => (LoginStatus::WrongPassword, FailureReason::Error, "login refused"),
+        };
+        self.dev.fail(reason);
+        if status == LoginStatus::OtherSession {
+            // Not a password problem: try again on a later scrape, never forcing it out.
+            if self.dev.status != status {
+                log::warn!(target: "linkhub", target = target.as_str(), code = e.code.0.as_str();
+                    "Login: {what}; retrying on later scrapes");
+            }
+            self.dev.status = status;
+            return anyhow::Error::new(e)
+                .context(format!("Login: {what}; retrying on a later scrape"));
+        }
+        self.dev.status = status;
+        self.dev.next_login_at = Some(Instant::now() + backoff);
+        log::error!(
+            target: "linkhub", target = target.as_str(), code = e.code.0.as_str();
+            "Login: {what}; next attempt in {}s (--login-backoff)", backoff.as_secs()
+        );
+        anyhow::Error::new(e)
+            .context(format!("Login: {what}; next attempt in {}s", backoff.as_secs()))
+    }
+
+    /// Ends the session, if any (best effort).
+    pub async fn logout(&mut self) {
+        if self.dev.session.is_none() {
+            return;
+        }
+        if let Err(err) = self.request("Logout", &json!({})).await {
+            log::warn!(target: "linkhub", target = self.target.to_string().as_str(); "Logout failed: {err:#}");
+        }
+        self.dev.session = None;
+        self.dev.status = LoginStatus::LoggedOut;
+    }
+
+    /// One HTTP request: the JSON-RPC envelope, the headers, the body limit and the
+    /// classification of what came back.
+    async fn request(&mut self, method: &str, params: &Value) -> anyhow::Result<Reply> {
+        let body =
+            json!({"jsonrpc": "2.0", "method": method, "params": params, "id": method_id(method)});
+        let mut req = self
+            .client
+            .http
+            .post(self.target.endpoint())
+            .header("_TclRequestVerificationKey", &self.client.config.verification_key)
+            .header(reqwest::header::REFERER, self.target.referer())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+        if let Some(session) = &self.dev.session {
+            req = req.header("_TclRequestVerificationToken", &session.header);
+        }
+        let resp = req.send().await.map_err(|e| DeviceError::Unreachable(error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        if status == 404 || status == 405 {
+            return Err(DeviceError::NotLinkhub(status).into());
+        }
+        if !(200..300).contains(&status) {
+            return Err(DeviceError::Status(status).into());
+        }
+        // Two ways to fail here: the connection broke mid-body (a reqwest error inside), or
+        // the body passed the limit.
+        let bytes =
+            exporter_core::client::read_body_limited(resp, BODY_LIMIT).await.map_err(|e| {
+                if e.chain().any(|c| c.is::<reqwest::Error>()) {
+                    DeviceError::Unreachable(format!("{e:#}"))
+                } else {
+                    DeviceError::TooLarge(format!("{e:#}"))
+                }
+            })?;
+        parse_reply(&bytes).map_err(Into::into)
+    }
+}
+
+/// Decodes one response body of `method` into `T` the way a probe does: device-level
+/// problems are [`DeviceError`]s, JSON-RPC errors [`MethodError`]s.
+pub fn decode<T: DeserializeOwned>(method: &str, body: &[u8]) -> anyhow::Result<T> {
+    match parse_reply(body).with_context(|| method.to_owned())? {
+        Reply::Result(value) => decode_value(method, value),
+        Reply::Error(e) => Err(anyhow::Error::new(e).context(method.to_owned())),
+    }
+}
+
+fn decode_value<T: DeserializeOwned>(method: &str, value: Value) -> anyhow::Result<T> {
+    anyhow::ensure!(value.is_object(), "{method}: result is {} instead of an object", kind(&value));
+    serde_json::from_value(value).with_context(|| format!("{method}: cannot decode the result"))
+}
+
+/// Classifies a response body.
+fn parse_reply(bytes: &[u8]) -> Result<Reply, DeviceError> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|_| DeviceError::NotJson(snippet(bytes)))?;
+    let Some(obj) = value.as_object() else {
+        return Err(DeviceError::NotJsonRpc(snippet(bytes)));
+    };
+    if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
+        let code = ErrorCode::from_json(err.get("code").unwrap_or(&Value::Null));
+        let message = err.get("message").and_then(Value::as_str).unwrap_or("");
+        return Ok(Reply::Error(MethodError { code, message: clean(message) }));
+    }
+    match obj.get("result") {
+        Some(Value::String(_)) => Err(DeviceError::Encrypted),
+        Some(result) => Ok(Reply::Result(result.clone())),
+        None => Err(DeviceError::NotJsonRpc(snippet(bytes))),
+    }
+}
+
+/// The web UI's ids (module.method, spec §2.6); the device only echoes them.
+fn method_id(method: &str) -> &'static str {
+    match method {
+        "Login" => "1.1",
+        "Logout" => "1.2",
+        "GetLoginState" => "1.3",
+        "HeartBeat" => "1.5",
+        "GetSimStatus" => "2.1",
+        "GetConnectionState" => "3.1",
+        "GetNetworkInfo" => "4.1",
+        "GetUsageRecord" => "7.1",
+        "GetSystemInfo" => "13.1",
+        "GetSystemStatus" => "13.4",
+        "GetBatteryState" => "13.9",
+        _ => "1",
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The first bytes of a body, quoted and escaped, for error messages.
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(40)]);
+    let more = if bytes.len() > 40 { "…" } else { "" };
+    format!("\"{}{more}\"", text.escape_debug())
+}
+
+/// A device-sent message, made safe for logs: printable, at most 100 characters.
+fn clean(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(100).collect()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn classify(body: &str) -> Result<Reply, DeviceError> {
+        parse_reply(body.as_bytes())
+    }
+
+    #[test]
+    fn replies_are_classified() {
+        assert!(matches!(
+            classify(r#"{"jsonrpc":"2.0","result":{},"id":"4.1"}"#),
+            Ok(Reply::Result(_))
+        ));
+        // Some firmware omits the id.
+        assert!(matches!(classify(r#"{"jsonrpc":"2.0","result":{"a":1}}"#), Ok(Reply::Result(_))));
+        let Ok(Reply::Error(e)) = classify(
+            r#"{"jsonrpc":"2.0","error":{"code":-32699,"message":"Authentication Failure"},"id":"1"}"#,
+        ) else {
+            panic!("not an error reply")
+        };
+        assert!(e.code.needs_login());
+        let Ok(Reply::Error(e)) =
+            classify(r#"{"error":{"code":"-32698","message":"token error"}}"#)
+        else {
+            panic!("not an error reply")
+        };
+        assert!(e.code.needs_login());
+        let Ok(Reply::Error(e)) = classify(r#"{"error":{"code":"010101","message":"x\ny"}}"#)
+        else {
+            panic!("not an error reply")
+        };
+        assert_eq!(e.code.0, "010101");
+        assert_eq!(e.message, "xy");
+        assert_eq!(
+            classify(r#"{"jsonrpc":"2.0","result":"U2FsdGVkX1+abc","id":"1"}"#).err(),
+            Some(DeviceError::Encrypted)
+        );
+        assert!(matches!(classify("<html><body>busy</body></html>"), Err(DeviceError::NotJson(_))));
+        assert!(matches!(classify(r#"{"status":"ok"}"#), Err(DeviceError::NotJsonRpc(_))));
+        assert!(matches!(classify("[1,2]"), Err(DeviceError::NotJsonRpc(_))));
+        assert!(matches!(classify(""), Err(DeviceError::NotJson(_))));
+    }
+
+    #[test]
+    fn device_errors_name_what_was_found() {
+        let e = DeviceError::NotJson(snippet(b"<html><head><title>Rebooting</title></head><body>"));
+        assert_eq!(
+            e.to_string(),
+            "response is not JSON (a busy page or not a LinkHub): starts with \"<html><head><title>Rebooting</title></he…\""
+        );
+        assert!(DeviceError::Encrypted.to_string().contains("encrypted firmware"));
+        assert!(DeviceError::NotLinkhub(404).to_string().contains("not an Alcatel/TCL LinkHub"));
+        let wrapped = anyhow::Error::new(DeviceError::Encrypted).context("GetSystemInfo");
+        assert!(is_device_error(&wrapped));
+        assert!(!is_device_error(&anyhow::anyhow!("other")));
+    }
+}
