@@ -1,0 +1,318 @@
+//! HTTP calls to the Identity Server and the Gateway Servers, and the API's error body
+//! turned into an [`ApiError`] the refresh logic can branch on.
+
+use std::{fmt, time::Duration};
+
+use exporter_core::Secret;
+use reqwest::{StatusCode, Url, header::HeaderMap};
+
+use crate::api;
+
+/// Responses larger than this are refused (a page of 1000 gateways is well below it).
+const BODY_LIMIT: usize = 16 << 20;
+/// The field mask of the gateway list and of `GET /gateways/{id}` (spec §1.3).
+pub const FIELD_MASK: &str =
+    "name,description,version_ids,gateway_server_address,frequency_plan_ids,antennas";
+/// The largest page the Identity Server accepts.
+pub const PAGE_LIMIT: u32 = 1000;
+/// The most ids one batch call takes.
+pub const BATCH_LIMIT: usize = 100;
+
+/// Whose gateways the list call returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListScope {
+    /// `GET /api/v3/gateways`: every gateway the key can reach.
+    All,
+    /// `GET /api/v3/users/{id}/gateways`.
+    User(String),
+    /// `GET /api/v3/organizations/{id}/gateways`.
+    Organization(String),
+}
+
+/// A failed API call.
+#[derive(Debug)]
+pub enum ApiError {
+    /// No HTTP answer: connect, TLS, timeout, or a body that could not be read.
+    Transport(String),
+    /// The server answered with an error status.
+    Status {
+        status: u16,
+        /// `namespace:name` from the error details, e.g. `pkg/gatewayserver:not_connected`.
+        name: Option<String>,
+        /// The body's `message`, or a short excerpt of a body that is not the error shape.
+        message: String,
+        /// From `X-Rate-Limit-Retry` (or `X-Ratelimit-Retry`), on 429.
+        retry_after: Option<Duration>,
+    },
+    /// A 200 whose body is not what the endpoint returns.
+    Decode(String),
+}
+
+impl ApiError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The error's `namespace:name`, when the body had one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            ApiError::Status { name, .. } => name.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// 401 or 403: the key is wrong or lacks a right.
+    pub fn is_auth(&self) -> bool {
+        matches!(self.status(), Some(401 | 403))
+    }
+
+    /// 404 `pkg/gatewayserver:not_connected`: a gateway without statistics on this cluster.
+    pub fn is_not_connected(&self) -> bool {
+        self.status() == Some(404) && self.name() == Some("pkg/gatewayserver:not_connected")
+    }
+
+    /// The batch endpoint does not exist on this server (older than 3.21): an unmatched
+    /// route (404 without one of the batch call's own error names), 405, or 501
+    /// (gRPC `Unimplemented`).
+    pub fn is_missing_endpoint(&self) -> bool {
+        match self.status() {
+            Some(405 | 501) => true,
+            Some(404) => !self.name().is_some_and(|n| n.starts_with("pkg/")),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::Transport(why) => write!(f, "{why}"),
+            ApiError::Decode(why) => write!(f, "unexpected response: {why}"),
+            ApiError::Status { status, name: Some(name), message, .. } => {
+                write!(f, "HTTP {status} {name}: {message}")
+            }
+            ApiError::Status { status, name: None, message, .. } => {
+                write!(f, "HTTP {status}: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The answer of the single statistics call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatsReply {
+    Stats(Box<api::ConnectionStats>),
+    /// 404 `not_connected`: never connected here, gone for more than 48 h, or another cluster.
+    NotConnected,
+}
+
+/// The API client: one reqwest client and the key, shared by all calls.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    key: Secret,
+    timeout: Duration,
+}
+
+impl Client {
+    /// A client sending `key` as a bearer token, each call bounded by `timeout`.
+    pub fn new(http: reqwest::Client, key: Secret, timeout: Duration) -> Client {
+        Client { http, key, timeout }
+    }
+
+    /// One page of the gateway list: the decoded entries (or why each failed) and
+    /// `X-Total-Count`.
+    pub async fn list_page(
+        &self,
+        base: &Url,
+        scope: &ListScope,
+        page: u32,
+    ) -> Result<(Vec<Result<api::Gateway, String>>, Option<u64>), ApiError> {
+        let mut url = match scope {
+            ListScope::All => join(base, &["api", "v3", "gateways"]),
+            ListScope::User(id) => join(base, &["api", "v3", "users", id, "gateways"]),
+            ListScope::Organization(id) => {
+                join(base, &["api", "v3", "organizations", id, "gateways"])
+            }
+        }?;
+        url.query_pairs_mut()
+            .append_pair("field_mask", FIELD_MASK)
+            .append_pair("order", "gateway_id")
+            .append_pair("limit", &PAGE_LIMIT.to_string())
+            .append_pair("page", &page.to_string());
+        let (headers, body) = self.send(self.http.get(url)).await?;
+        let total = headers
+            .get("x-total-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let page: api::GatewaysPage = decode(&body)?;
+        Ok((page.gateways.into_iter().map(api::gateway).collect(), total))
+    }
+
+    /// `GET /api/v3/gateways/{id}` with the exporter's field mask.
+    pub async fn gateway(&self, base: &Url, id: &str) -> Result<api::Gateway, ApiError> {
+        let mut url = join(base, &["api", "v3", "gateways", id])?;
+        url.query_pairs_mut().append_pair("field_mask", FIELD_MASK);
+        let (_, body) = self.send(self.http.get(url)).await?;
+        let value: serde_json::Value = decode(&body)?;
+        api::gateway(value).map_err(ApiError::Decode)
+    }
+
+    /// `GET /api/v3/auth_info`.
+    pub async fn auth_info(&self, base: &Url) -> Result<api::AuthInfo, ApiError> {
+        let url = join(base, &["api", "v3", "auth_info"])?;
+        let (_, body) = self.send(self.http.get(url)).await?;
+        decode(&body)
+    }
+
+    /// `POST /api/v3/gs/gateways/connection/stats` for at most [`BATCH_LIMIT`] ids: the
+    /// raw entries by gateway id.
+    pub async fn batch_stats(
+        &self,
+        cluster: &Url,
+        ids: &[String],
+    ) -> Result<Vec<(String, serde_json::Value)>, ApiError> {
+        let url = join(cluster, &["api", "v3", "gs", "gateways", "connection", "stats"])?;
+        let body = serde_json::json!({
+            "gateway_ids": ids.iter().map(|id| serde_json::json!({"gateway_id": id})).collect::<Vec<_>>(),
+        });
+        let request =
+            self.http.post(url).header("content-type", "application/json").body(body.to_string());
+        let (_, body) = self.send(request).await?;
+        let batch: api::BatchStats = decode(&body)?;
+        Ok(batch.entries.into_iter().collect())
+    }
+
+    /// `GET /api/v3/gs/gateways/{id}/connection/stats`.
+    pub async fn gateway_stats(&self, cluster: &Url, id: &str) -> Result<StatsReply, ApiError> {
+        let url = join(cluster, &["api", "v3", "gs", "gateways", id, "connection", "stats"])?;
+        match self.send(self.http.get(url)).await {
+            Ok((_, body)) => {
+                let value: serde_json::Value = decode(&body)?;
+                let stats = api::connection_stats(value).map_err(ApiError::Decode)?;
+                Ok(StatsReply::Stats(Box::new(stats)))
+            }
+            Err(err) if err.is_not_connected() => Ok(StatsReply::NotConnected),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(HeaderMap, Vec<u8>), ApiError> {
+        let request = request
+            .bearer_auth(self.key.expose())
+            .header("accept", "application/json")
+            .timeout(self.timeout);
+        let response = request.send().await.map_err(|e| ApiError::Transport(transport(&e)))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_limited(response).await?;
+        if status == StatusCode::OK {
+            return Ok((headers, body));
+        }
+        Err(error_from(status.as_u16(), &headers, &body))
+    }
+}
+
+/// Seconds to wait before retrying, from either spelling of the header.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .iter()
+        .find(|(k, _)| {
+            let k = k.as_str();
+            k.eq_ignore_ascii_case("x-rate-limit-retry")
+                || k.eq_ignore_ascii_case("x-ratelimit-retry")
+        })
+        .and_then(|(_, v)| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Builds the error of a non-200 answer from the API's error body.
+pub fn error_from(status: u16, headers: &HeaderMap, body: &[u8]) -> ApiError {
+    let parsed: Option<api::ErrorBody> = serde_json::from_slice(body).ok();
+    let detail = parsed.as_ref().and_then(|b| b.details.first());
+    let name = detail.and_then(|d| match (&d.namespace, &d.name) {
+        (Some(ns), Some(name)) => Some(format!("{ns}:{name}")),
+        (None, Some(name)) => Some(name.clone()),
+        _ => None,
+    });
+    let message = match parsed.and_then(|b| b.message) {
+        Some(message) => message,
+        None => excerpt(body),
+    };
+    let retry_after = (status == 429).then(|| retry_after(headers)).flatten();
+    ApiError::Status { status, name, message, retry_after }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::Decode(format!("invalid JSON: {e}")))
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "empty body".to_owned();
+    }
+    let mut short: String = text.chars().take(120).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short
+}
+
+/// `base` plus path segments (percent-encoded), keeping any path prefix of `base`.
+fn join(base: &Url, segments: &[&str]) -> Result<Url, ApiError> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| ApiError::Transport(format!("{base} cannot be a base URL")))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
+fn transport(err: &reqwest::Error) -> String {
+    let what = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    // Walk the source chain: reqwest's own message is terse ("error sending request").
+    let mut text = format!("{what}: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > BODY_LIMIT {
+                    return Err(ApiError::Transport(format!(
+                        "response body larger than {BODY_LIMIT} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(ApiError::Transport(format!("reading body: {}", transport(&e)))),
+        }
+    }
+}
