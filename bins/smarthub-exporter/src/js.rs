@@ -1,0 +1,404 @@
+//! The JavaScript sandbox: evaluates one hub script in rquickjs and reads chosen globals out.
+//!
+//! Every evaluation gets a fresh `Runtime` and `Context`, dropped afterwards, with:
+//! - a memory limit (`--js-memory-limit`), enforced by QuickJS's own allocator accounting;
+//! - a time limit: an interrupt handler that stops the script at `min(--js-timeout, the
+//!   scrape deadline)`, with an exception the script cannot catch;
+//! - a stack limit, so deep recursion (in the script or in the parser) throws instead of
+//!   overflowing the thread's stack;
+//! - no host I/O: the context has only the base objects plus `eval` and `Promise` (no
+//!   `console`, no modules or loader, no `JSON`, no timers), and the page's own functions
+//!   (`addCfg`, `setCfg`) defined as no-op stubs. `Promise` is there because QuickJS leaks,
+//!   and then aborts the process in `JS_FreeRuntime`, when a script uses `async` functions or
+//!   `import()` in a context without it; pending promise jobs are never run.
+//!
+//! Values are read out through the rquickjs API into plain Rust records, bounded in count and
+//! length, so a hostile script cannot make the Rust side allocate without limit either.
+//! Evaluation is synchronous: callers run it with [`run_blocking`] on tokio's blocking
+//! pool, never on the async workers.
+
+use std::{
+    fmt,
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use rquickjs::{Array, CaughtError, Context, Ctx, Object, Runtime, Value, context::intrinsic};
+
+/// One list entry read out of the script: the raw (still %-encoded) string of each requested
+/// field, `None` where the field is missing, null or not a string or number.
+pub type Record = Vec<Option<String>>;
+
+/// Most entries read from one global list (the hub remembers every device ever seen, but a
+/// list longer than this is not a home network).
+pub const MAX_ENTRIES: usize = 4096;
+/// Longest raw string read from the script; longer values are cut.
+pub const MAX_RAW_CHARS: usize = 1024;
+/// The engine's stack limit.
+pub const MAX_STACK_BYTES: usize = 256 * 1024;
+
+/// Defines the functions the hub's pages call (spec §6.1); they do nothing.
+const PRELUDE: &str = "function addCfg() {}\nfunction setCfg() {}\n";
+
+/// Limits of one evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsLimits {
+    pub memory: ByteSize,
+    pub timeout: Duration,
+}
+
+impl Default for JsLimits {
+    fn default() -> Self {
+        JsLimits { memory: ByteSize(16 << 20), timeout: Duration::from_secs(1) }
+    }
+}
+
+/// A global list to read, and the fields to read from each of its objects.
+#[derive(Debug, Clone, Copy)]
+pub struct Extract {
+    pub global: &'static str,
+    pub fields: &'static [&'static str],
+}
+
+/// Evaluates `source` in a fresh sandbox and reads each of `extracts`.
+///
+/// Fails when the script does not compile, throws, hits a limit, or does not define one of
+/// the globals as an array: never an empty list in place of an error. The script stops at
+/// `min(now + limits.timeout, deadline)`.
+pub fn evaluate(
+    source: &str,
+    extracts: &[Extract],
+    limits: JsLimits,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Vec<Record>>> {
+    let start = Instant::now();
+    let own = start + limits.timeout;
+    let until = own.min(deadline);
+    let rt = Runtime::new().context("create the javascript runtime")?;
+    rt.set_memory_limit(limits.memory.0);
+    rt.set_max_stack_size(MAX_STACK_BYTES);
+    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= until)));
+    let ctx = Context::custom::<(intrinsic::Eval, intrinsic::Promise)>(&rt)
+        .context("create the javascript context (is --js-memory-limit too small?)")?;
+    let limit_text = |what: &str| -> String {
+        if Instant::now() >= until {
+            let which = if own <= deadline { "--js-timeout" } else { "the scrape deadline" };
+            format!("{what}: stopped after {:.3}s ({which})", start.elapsed().as_secs_f64())
+        } else {
+            what.to_owned()
+        }
+    };
+    let result = ctx.with(|ctx| -> anyhow::Result<Vec<Vec<Record>>> {
+        ctx.eval::<(), _>(PRELUDE)
+            .map_err(|e| js_error(&ctx, e, limits))
+            .context("define the page's functions")?;
+        ctx.eval::<Value, _>(source.as_bytes().to_vec())
+            .map(drop)
+            .map_err(|e| js_error(&ctx, e, limits))
+            .map_err(|e| anyhow!(limit_text(&format!("{e:#}"))))
+            .context("evaluate the script")?;
+        let globals = ctx.globals();
+        let mut out = Vec::with_capacity(extracts.len());
+        for ex in extracts {
+            let list = read_list(&ctx, &globals, *ex, limits)
+                .map_err(|e| anyhow!(limit_text(&format!("{e:#}"))))?;
+            out.push(list);
+        }
+        Ok(out)
+    });
+    // Values are gone with the closure; the context goes before the runtime.
+    drop(ctx);
+    drop(rt);
+    result
+}
+
+/// Runs `work` (an [`evaluate`] and what reads its result) on tokio's blocking pool, holding
+/// `permit` until it really ended (even when the caller gave up at the deadline), so that
+/// evaluations never pile up.
+pub async fn run_blocking<T: Send + 'static>(
+    permit: tokio::sync::OwnedSemaphorePermit,
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let task = tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop(permit);
+        result
+    });
+    task.await.map_err(|e| anyhow!("javascript evaluation task failed: {e}"))?
+}
+
+/// One permit per evaluation: the exporter evaluates one script at a time, which bounds the
+/// memory all sandboxes together can take to one `--js-memory-limit`.
+pub fn new_gate() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(1))
+}
+
+fn read_list<'js>(
+    ctx: &Ctx<'js>,
+    globals: &Object<'js>,
+    ex: Extract,
+    limits: JsLimits,
+) -> anyhow::Result<Vec<Record>> {
+    let value: Value = globals.get(ex.global).map_err(|e| js_error(ctx, e, limits))?;
+    if value.is_undefined() {
+        bail!("the script defines no {}", ex.global);
+    }
+    let Some(array) = value.as_array() else {
+        bail!("{} is not an array but {}", ex.global, value.type_name());
+    };
+    let len = array.len();
+    if len > MAX_ENTRIES {
+        bail!("{} has {len} entries, more than the {MAX_ENTRIES} accepted", ex.global);
+    }
+    let mut out = Vec::with_capacity(len);
+    for i in 0..len {
+        let item: Value = get_index(ctx, array, i, limits)?;
+        if item.is_null() || item.is_undefined() {
+            // Every list ends with a null sentinel; `[null]` is the empty list.
+            continue;
+        }
+        let Some(obj) = item.as_object().filter(|_| !item.is_array() && !item.is_function()) else {
+            bail!("{}[{i}] is not an object but {}", ex.global, item.type_name());
+        };
+        let mut rec = Vec::with_capacity(ex.fields.len());
+        for field in ex.fields {
+            let v: Value = obj.get(*field).map_err(|e| js_error(ctx, e, limits))?;
+            rec.push(scalar(&v).map_err(|e| js_error(ctx, e, limits))?);
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+fn get_index<'js>(
+    ctx: &Ctx<'js>,
+    array: &Array<'js>,
+    i: usize,
+    limits: JsLimits,
+) -> anyhow::Result<Value<'js>> {
+    array.get(i).map_err(|e| js_error(ctx, e, limits))
+}
+
+/// A string or number as text; anything else is `None`.
+fn scalar(v: &Value) -> rquickjs::Result<Option<String>> {
+    if let Some(s) = v.as_string() {
+        let s = s.to_string()?;
+        return Ok(Some(if s.chars().count() > MAX_RAW_CHARS {
+            s.chars().take(MAX_RAW_CHARS).collect()
+        } else {
+            s
+        }));
+    }
+    if let Some(i) = v.as_int() {
+        return Ok(Some(i.to_string()));
+    }
+    if let Some(f) = v.as_float() {
+        if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e18 {
+            return Ok(Some(format!("{}", f as i64)));
+        }
+        return Ok(Some(f.to_string()));
+    }
+    Ok(None)
+}
+
+/// A clear, bounded message for an engine error.
+fn js_error(ctx: &Ctx<'_>, err: rquickjs::Error, limits: JsLimits) -> anyhow::Error {
+    let text = match CaughtError::from_error(ctx, err) {
+        CaughtError::Exception(ex) => {
+            let name: Option<String> = ex.as_object().get("name").ok();
+            let message = ex.message().unwrap_or_default();
+            let line: Option<i32> = ex.as_object().get("lineNumber").ok();
+            let mut t = format!("{}: {message}", name.unwrap_or_else(|| "Error".to_owned()));
+            if let Some(line) = line.filter(|l| *l > 0) {
+                t.push_str(&format!(" (line {line})"));
+            }
+            t
+        }
+        CaughtError::Value(v) => match v.as_string().and_then(|s| s.to_string().ok()) {
+            Some(s) => format!("the script threw {s:?}"),
+            None if v.is_null() || v.is_undefined() => {
+                // QuickJS throws null when it cannot even allocate its "out of memory" error.
+                return anyhow!(
+                    "the script threw null, as QuickJS does when it runs out of memory \
+                     (limit {}, --js-memory-limit)",
+                    limits.memory
+                );
+            }
+            None => format!("the script threw a {}", v.type_name()),
+        },
+        CaughtError::Error(e) => e.to_string(),
+    };
+    let text: String = text.chars().take(300).collect();
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("out of memory") || lower.contains("allocation") {
+        anyhow!("{text}: the script hit the memory limit of {} (--js-memory-limit)", limits.memory)
+    } else if lower.contains("stack size exceeded") || lower.contains("stack overflow") {
+        anyhow!(
+            "{text}: the script hit the stack limit of {MAX_STACK_BYTES} bytes (deep recursion)"
+        )
+    } else if lower.contains("syntaxerror") {
+        anyhow!("{text}: the body is not valid javascript (truncated, or not a hub script)")
+    } else {
+        anyhow!(text)
+    }
+}
+
+/// A byte count given as `16MiB`, `512KiB`, `1GiB`, `16MB`, `1024` (bytes) …
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl FromStr for ByteSize {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<ByteSize> {
+        let t = s.trim();
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(digits);
+        let n: usize = num.parse().with_context(|| format!("invalid size {s:?} (e.g. 16MiB)"))?;
+        let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "kb" => 1_000,
+            "m" | "mib" => 1 << 20,
+            "mb" => 1_000_000,
+            "g" | "gib" => 1 << 30,
+            "gb" => 1_000_000_000,
+            other => {
+                bail!("invalid size unit {other:?} in {s:?} (use B, KiB, MiB, GiB, KB, MB, GB)")
+            }
+        };
+        let bytes = n.checked_mul(scale).with_context(|| format!("size {s:?} is too large"))?;
+        if bytes < 1 << 20 {
+            bail!("size {s:?} is below the 1MiB the javascript engine needs");
+        }
+        if bytes > 1 << 30 {
+            bail!("size {s:?} is above 1GiB");
+        }
+        Ok(ByteSize(bytes))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_multiple_of(1 << 20) {
+            write!(f, "{}MiB", self.0 >> 20)
+        } else if self.0.is_multiple_of(1 << 10) {
+            write!(f, "{}KiB", self.0 >> 10)
+        } else {
+            write!(f, "{}B", self.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const LIST: Extract = Extract { global: "list", fields: &["a", "b"] };
+
+    fn run(src: &str) -> anyhow::Result<Vec<Vec<Record>>> {
+        evaluate(src, &[LIST], JsLimits::default(), Instant::now() + Duration::from_secs(10))
+    }
+
+    fn err(src: &str) -> String {
+        format!("{:#}", run(src).unwrap_err())
+    }
+
+    #[test]
+    fn reads_lists_skipping_null_and_keeping_raw_strings() {
+        let out =
+            run("var list=[{a:'x%27y',b:7},\n{a:null},\nnull];\naddCfg(\"k\",1,'');").unwrap();
+        assert_eq!(
+            out,
+            vec![vec![vec![Some("x%27y".to_owned()), Some("7".to_owned())], vec![None, None]]]
+        );
+        assert_eq!(run("var list=[null];").unwrap(), vec![Vec::<Record>::new()]);
+    }
+
+    #[test]
+    fn missing_or_wrong_globals_are_errors_not_empty_lists() {
+        assert!(err("var other=[];").contains("defines no list"), "{}", err("var other=[];"));
+        assert!(err("var list='x';").contains("not an array"));
+        assert!(err("var list=[1];").contains("not an object"));
+    }
+
+    #[test]
+    fn no_host_io_is_reachable() {
+        let out = run(
+            "var list=[{a: typeof console + ',' + typeof require + ',' + typeof fetch + ',' + \
+             typeof std + ',' + typeof os + ',' + typeof JSON + ',' + typeof setTimeout + ',' + typeof queueMicrotask + ',' + typeof Date}];",
+        )
+        .unwrap();
+        let a = out[0][0][0].clone().unwrap();
+        assert_eq!(
+            a,
+            "undefined,undefined,undefined,undefined,undefined,undefined,undefined,function,undefined"
+        );
+        // Without a loader, import() only makes a rejected promise whose job never runs; with
+        // async functions it once made QuickJS abort at JS_FreeRuntime (see the module doc).
+        run("import('x'); var list=[];").unwrap();
+        run("async function f(){ await 1; while(true){} } f(); var list=[];").unwrap();
+    }
+
+    #[test]
+    fn hostile_scripts_fail_with_clear_messages() {
+        let e = err("var list=[];while(true){}");
+        assert!(e.contains("interrupted") && e.contains("--js-timeout"), "{e}");
+        let e = err("var list=[];try{while(true){}}catch(e){}");
+        assert!(e.contains("interrupted"), "{e}");
+        let e = err("var a=[];for(;;){a.push({x:a.length,y:'pad'+a.length})}");
+        assert!(e.contains("--js-memory-limit"), "{e}");
+        let e = err("var list=[]; var s = 'x'.repeat(64 * 1024 * 1024);");
+        assert!(e.contains("out of memory") && e.contains("--js-memory-limit"), "{e}");
+        let e = err("function f(n){return f(n+1)+1}; var list=f(0);");
+        assert!(e.contains("stack limit"), "{e}");
+        let e = err("var list=[{a:'x'},");
+        assert!(e.contains("SyntaxError") && e.contains("not valid javascript"), "{e}");
+        let e = err("<html><body>Forbidden</body></html>");
+        assert!(e.contains("SyntaxError"), "{e}");
+        let e = err("throw new Error('boom')");
+        assert!(e.contains("boom"), "{e}");
+        let e = err("throw 'plain'");
+        assert!(e.contains("plain"), "{e}");
+        let e = err(&format!("var list=[{}];", "[".repeat(100_000)));
+        assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn the_scrape_deadline_wins_over_the_js_timeout() {
+        let start = Instant::now();
+        let e = evaluate(
+            "while(true){}",
+            &[LIST],
+            JsLimits { timeout: Duration::from_secs(30), ..JsLimits::default() },
+            start + Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert!(format!("{e:#}").contains("scrape deadline"), "{e:#}");
+    }
+
+    #[test]
+    fn long_lists_and_strings_are_bounded() {
+        let e = err("var list=[]; list.length=5000;");
+        assert!(e.contains("more than"), "{e}");
+        let out = run("var s='x'; for (var i=0;i<12;i++) s=s+s; var list=[{a:s}];").unwrap();
+        assert_eq!(out[0][0][0].as_ref().unwrap().len(), MAX_RAW_CHARS);
+    }
+
+    #[test]
+    fn byte_sizes_parse_and_are_validated() {
+        assert_eq!("16MiB".parse::<ByteSize>().unwrap(), ByteSize(16 << 20));
+        assert_eq!("16 MiB".parse::<ByteSize>().unwrap(), ByteSize(16 << 20));
+        assert_eq!("2097152".parse::<ByteSize>().unwrap(), ByteSize(2 << 20));
+        assert_eq!("4MB".parse::<ByteSize>().unwrap(), ByteSize(4_000_000));
+        assert!("12".parse::<ByteSize>().is_err());
+        assert!("16parsecs".parse::<ByteSize>().is_err());
+        assert!("99999999999999999999".parse::<ByteSize>().is_err());
+        assert!("2GiB".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(16 << 20).to_string(), "16MiB");
+    }
+}
