@@ -1,0 +1,30 @@
+//! Smart Hub 2 JavaScript pages (`cgi_basicMyDevice.js`, `cgi_owl.js`): evaluation in the
+//! rquickjs sandbox with small limits (2 MiB, 50 ms, so one run stays short), extraction of
+//! the device list, rates, mesh nodes and stations, and their render.
+//! Seeds: `bins/smarthub-exporter/tests/fixtures/cgi_*.js`.
+#![no_main]
+
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use smarthub_exporter::{
+    devices_from_js,
+    js::{ByteSize, JsLimits},
+    mesh_from_js, metrics,
+};
+use uplink_fuzz::{check_exposition, scrape};
+
+const LIMITS: JsLimits = JsLimits { memory: ByteSize(2 << 20), timeout: Duration::from_millis(50) };
+
+fuzz_target!(|body: &[u8]| {
+    let text = String::from_utf8_lossy(body);
+    let deadline = Instant::now() + Duration::from_millis(100);
+    let mut out = scrape("smarthub");
+    if let Ok(list) = devices_from_js(&text, LIMITS, deadline) {
+        metrics::devices(&mut out, &list);
+    }
+    if let Ok(mesh) = mesh_from_js(&text, LIMITS, deadline) {
+        metrics::mesh(&mut out, &mesh);
+    }
+    check_exposition(&out);
+});
