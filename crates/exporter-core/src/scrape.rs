@@ -2,7 +2,7 @@
 //! `<ns>_up` / duration metrics the core adds at the end.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt::Write as _,
     future::Future,
     time::{Duration, Instant},
@@ -56,7 +56,7 @@ pub struct Scrape {
     namespace: &'static str,
     target: String,
     deadline: Instant,
-    families: BTreeMap<String, MetricFamily>,
+    families: BTreeMap<String, FamilyEntry>,
     pub(crate) collectors: Vec<CollectorOutcome>,
     pub(crate) trace: Vec<String>,
 }
@@ -64,7 +64,16 @@ pub struct Scrape {
 /// A metric family inside a [`Scrape`]; add one sample per label set.
 #[derive(Debug)]
 pub struct Family<'a> {
-    family: &'a mut MetricFamily,
+    entry: &'a mut FamilyEntry,
+}
+
+/// A family and the position of each label set in it, so that replacing a sample with the
+/// same labels costs one hash lookup (an account with 1000 gateways writes thousands of
+/// samples per family).
+#[derive(Debug)]
+struct FamilyEntry {
+    family: MetricFamily,
+    index: HashMap<Vec<(String, String)>, usize>,
 }
 
 impl Scrape {
@@ -183,21 +192,21 @@ impl Scrape {
     /// The families written so far, as Prometheus text format 0.0.4 (without the core's
     /// `<ns>_up` and duration metrics). Render tests compare this with golden files.
     pub fn encode(&self) -> String {
-        encode_families(self.families.values())
+        encode_families(self.families.values().map(|e| &e.family))
     }
 
     fn family(&mut self, name: &str, help: &str, kind: MetricType) -> Family<'_> {
         let full = format!("{}_{name}", self.namespace);
         debug_assert!(valid_metric_name(&full), "invalid metric name {full}");
-        let family = self.families.entry(full.clone()).or_insert_with(|| {
-            let mut f = MetricFamily::default();
-            f.set_name(full);
-            f.set_help(help.to_owned());
-            f.set_field_type(kind);
-            f
+        let entry = self.families.entry(full.clone()).or_insert_with(|| {
+            let mut family = MetricFamily::default();
+            family.set_name(full);
+            family.set_help(help.to_owned());
+            family.set_field_type(kind);
+            FamilyEntry { family, index: HashMap::new() }
         });
-        debug_assert_eq!(family.get_field_type(), kind, "metric {name} used with two types");
-        Family { family }
+        debug_assert_eq!(entry.family.get_field_type(), kind, "metric {name} used with two types");
+        Family { entry }
     }
 }
 
@@ -205,6 +214,8 @@ impl Family<'_> {
     /// Adds the sample `labels` = `value`. A second sample with the same labels replaces the
     /// first, so the output never has duplicate series.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let key: Vec<(String, String)> =
+            labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let pairs: Vec<LabelPair> = labels
             .iter()
             .map(|(k, v)| {
@@ -217,7 +228,7 @@ impl Family<'_> {
             .collect();
         let mut metric = Metric::default();
         metric.set_label(pairs);
-        if self.family.get_field_type() == MetricType::COUNTER {
+        if self.entry.family.get_field_type() == MetricType::COUNTER {
             let mut c = Counter::default();
             c.set_value(value);
             metric.set_counter(c);
@@ -226,11 +237,13 @@ impl Family<'_> {
             g.set_value(value);
             metric.set_gauge(g);
         }
-        let metrics = self.family.mut_metric();
-        if let Some(existing) = metrics.iter_mut().find(|m| same_labels(m, &metric)) {
-            *existing = metric;
-        } else {
-            metrics.push(metric);
+        let metrics = self.entry.family.mut_metric();
+        match self.entry.index.get(&key).and_then(|&i| metrics.get_mut(i)) {
+            Some(existing) => *existing = metric,
+            None => {
+                self.entry.index.insert(key, metrics.len());
+                metrics.push(metric);
+            }
         }
         self
     }
@@ -259,8 +272,8 @@ pub(crate) enum ProbeEnd {
     WaitTimedOut,
 }
 
-/// A finished scrape: the exposition text and the `&debug=true` trace, shared by every
-/// request that joined it.
+/// A finished scrape: the exposition text and the `&debug=true` trace (which the server
+/// shows followed by the text), shared by every request that joined it.
 #[derive(Debug, Clone)]
 pub(crate) struct Rendered {
     pub(crate) text: String,
@@ -348,7 +361,8 @@ impl Scrape {
              when collectors ran, at least one succeeded.",
         )
         .sample(&[], if up { 1.0 } else { 0.0 });
-        let text = self.encode();
+        let families = std::mem::take(&mut self.families).into_values().map(|e| e.family);
+        let text = encode_owned(families.collect());
 
         let mut trace = String::new();
         let _ = writeln!(trace, "target: {}", self.target);
@@ -358,15 +372,18 @@ impl Scrape {
         let _ = writeln!(trace, "{probe_line}");
         let _ = writeln!(trace, "up: {}", u8::from(up));
         let _ = writeln!(trace, "scrape duration: {:.6}s", elapsed.as_secs_f64());
-        let _ = writeln!(trace, "\nmetrics:\n{text}");
         Rendered { text, trace }
     }
 }
 
 /// Encodes families as text format 0.0.4, skipping families without samples.
 pub(crate) fn encode_families<'a>(families: impl IntoIterator<Item = &'a MetricFamily>) -> String {
-    let families: Vec<MetricFamily> =
-        families.into_iter().filter(|f| !f.get_metric().is_empty()).cloned().collect();
+    encode_owned(families.into_iter().cloned().collect())
+}
+
+/// [`encode_families`] for families the caller no longer needs (no copy).
+fn encode_owned(mut families: Vec<MetricFamily>) -> String {
+    families.retain(|f| !f.get_metric().is_empty());
     let mut out = String::new();
     if let Err(err) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
         // The encoder only fails on invalid names, which are bugs in our own code.
@@ -384,12 +401,6 @@ fn with_label<'a>(
     let mut all = labels.to_vec();
     all.push((k, v));
     all
-}
-
-fn same_labels(a: &Metric, b: &Metric) -> bool {
-    let (a, b) = (a.get_label(), b.get_label());
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| x.name() == y.name() && x.value() == y.value())
 }
 
 fn valid_metric_name(name: &str) -> bool {

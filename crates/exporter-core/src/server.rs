@@ -604,7 +604,9 @@ async fn probe_page<E: Exporter>(
     };
     let deadline = Instant::now() + budget(app, req);
     match scrape(app, target, deadline).await {
-        Ok(rendered) if debug => text(StatusCode::OK, &rendered.trace),
+        Ok(rendered) if debug => {
+            text(StatusCode::OK, &format!("{}\nmetrics:\n{}", rendered.trace, rendered.text))
+        }
         Ok(rendered) => exposition(req, rendered.text.clone()),
         Err(resp) => resp,
     }
