@@ -16,12 +16,11 @@ use std::{
 
 use argh::FromArgs;
 use device_sim::{
-    http::{Fault, SimServer},
+    http::{Fault, NotHttpServer, SimServer},
     smarthub::{Profile, SmartHub as Sim},
 };
 use exporter_core::{RunningServer, ServeOptions, testing::ChildExporter};
 use smarthub_exporter::{Flags, INFO, Smarthub};
-use tokio::io::AsyncWriteExt as _;
 
 /// What Prometheus would send: 2 s, of which the exporter keeps 0.5 s in reserve.
 const TIMEOUT_HEADER: &str = "2";
@@ -263,21 +262,14 @@ async fn tls_handshake_failure() {
 #[tokio::test]
 async fn garbage_on_accept() {
     let rig = rig().await;
-    // A server that answers every connection with bytes that are not HTTP, then closes.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        for _ in 0..64 {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
-            let _ = sock.write_all(b"\x00\xff\x16\x03garbage, not HTTP\r\n\r\n").await;
-            let _ = sock.shutdown().await;
-        }
-    });
+    // Something that is not HTTP (nor TLS) listens on the device's port.
+    let not_http = NotHttpServer::start().await.unwrap();
+    let addr = not_http.addr();
     for scheme in ["http", "https"] {
         let target = format!("{scheme}://{addr}");
         rig.assert_down(&target, &target, &["request failed"]).await;
     }
-    task.abort();
+    drop(not_http);
     rig.assert_recovers("garbage on accept").await;
 }
 

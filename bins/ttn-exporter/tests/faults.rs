@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use device_sim::{
-    http::Fault,
+    http::{Fault, NotHttpServer},
     ttn::{SimOptions, TtnSim, USER_KEY},
 };
 use exporter_core::{RunningServer, Secret, ServeOptions, testing::ChildExporter};
@@ -240,20 +240,12 @@ async fn tls_handshake_failure() {
 
 #[tokio::test]
 async fn garbage_on_accept() {
-    // A server that answers every connection with bytes that are not HTTP, then closes.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt as _;
-        for _ in 0..64 {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
-            let _ = sock.write_all(b"\x00\xff\x16\x03garbage, not HTTP\r\n\r\n").await;
-            let _ = sock.shutdown().await;
-        }
-    });
+    // Something that is not HTTP (nor TLS) listens on the device's port.
+    let not_http = NotHttpServer::start().await.unwrap();
+    let addr = not_http.addr();
     assert_api_down(&format!("http://{addr}"), &["ListGateways: request failed"]).await;
     assert_api_down(&format!("https://{addr}"), &["ListGateways: cannot connect"]).await;
-    task.abort();
+    drop(not_http);
 }
 
 /// Faults of every Gateway Server cluster after a good scrape: only `gateway_stats` fails,

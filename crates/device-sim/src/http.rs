@@ -919,3 +919,40 @@ impl AsyncWrite for SimIo {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// A "device" that answers every connection with bytes that are not HTTP (nor a TLS
+/// handshake), then closes: for tests of what an exporter does when something else listens
+/// on the device's port. Stops when dropped.
+#[derive(Debug)]
+pub struct NotHttpServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NotHttpServer {
+    /// Listens on a free loopback port; answers at most 1024 connections.
+    pub async fn start() -> anyhow::Result<NotHttpServer> {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("bind 127.0.0.1:0")?;
+        let addr = listener.local_addr().context("local address")?;
+        let task = tokio::spawn(async move {
+            for _ in 0..1024 {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let _ = sock.write_all(b"\x00\xff\x16\x03garbage, not HTTP\r\n\r\n").await;
+                let _ = sock.shutdown().await;
+            }
+        });
+        Ok(NotHttpServer { addr, task })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for NotHttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
