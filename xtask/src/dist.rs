@@ -2,11 +2,13 @@
 //! the deployment manifests, all into `target/dist/` (issue 7).
 //!
 //! - default: x86_64 + aarch64 glibc builds, `.deb` packages for amd64 and arm64 (lintian,
-//!   `systemd-analyze verify` and `security`), the arm64 binaries under qemu, static musl
-//!   builds, buildah images (hadolint, size limits, a run with podman), the Kubernetes and
-//!   compose files (kubernetes-validate, yamllint, promtool), `SHA256SUMS` and a results table;
+//!   `systemd-analyze verify` and `security`), the arm64 binaries under qemu, static x86_64
+//!   and aarch64 musl builds, buildah images for amd64 and arm64 with multi-arch manifest
+//!   lists (hadolint, size limits, the amd64 image run with podman, the arm64 image's binary
+//!   under qemu), the Kubernetes and compose files (kubernetes-validate, yamllint, promtool),
+//!   `SHA256SUMS` and a results table;
 //! - `--amd64-only`: what CI runs ([`ci`]): x86_64 build, amd64 packages and their checks;
-//! - `--images`: only the musl builds, the images and the manifest checks.
+//! - `--images`: only the musl builds, the amd64 and arm64 images and the manifest checks.
 //!
 //! When run as root with dpkg, and none of the packages is installed already, the amd64
 //! packages are also installed, their unit's `ExecStart` is run by hand with the packaged
@@ -160,8 +162,9 @@ pub struct Dist {
     /// manifest lints (and the dpkg install test when root)
     #[argh(switch)]
     amd64_only: bool,
-    /// only the container part: static musl builds, buildah images, hadolint, size limits,
-    /// a podman run, and the kubernetes/compose checks
+    /// only the container part: static x86_64 and aarch64 musl builds, amd64 and arm64
+    /// buildah images and their manifest lists, hadolint, size limits, a podman run (amd64),
+    /// qemu checks (arm64), and the kubernetes/compose checks
     #[argh(switch)]
     images: bool,
     /// cargo profile of the builds (default release)
@@ -176,7 +179,9 @@ pub struct Dist {
 #[derive(Debug, Clone)]
 struct Plan {
     packages: bool,
+    /// The aarch64 glibc build and the arm64 packages.
     arm64: bool,
+    /// The images, for amd64 and arm64 both.
     images: bool,
     manifests: bool,
     install_test: bool,

@@ -1,5 +1,9 @@
 //! Release builds per Rust target, collecting the binaries into `target/dist/bin/<target>/`,
 //! the man pages, the arm64 checks under qemu, and `SHA256SUMS`.
+//!
+//! aarch64 musl has no packaged cross compiler: C code (ring, aws-lc, QuickJS) is compiled by
+//! `aarch64-linux-gnu-gcc` with musl's `musl-gcc.specs` from `musl-dev:arm64`, through a
+//! wrapper script in `target/cross/` (the `cc` crate takes one program, no extra flags).
 
 use std::{
     fs,
@@ -33,6 +37,36 @@ pub fn target_args(triple: &str) -> anyhow::Result<Vec<String>> {
     })
 }
 
+/// The specs file of `musl-dev:arm64` that points gcc at musl's headers, crt files and libc.
+const AARCH64_MUSL_SPECS: &str = "/usr/lib/aarch64-linux-musl/musl-gcc.specs";
+
+/// The aarch64 musl C compiler: `aarch64-linux-gnu-gcc` with [`AARCH64_MUSL_SPECS`].
+fn aarch64_musl_gcc_script() -> String {
+    format!("#!/bin/sh\nexec aarch64-linux-gnu-gcc \"$@\" -specs {AARCH64_MUSL_SPECS}\n")
+}
+
+/// Writes `target/cross/aarch64-linux-musl-gcc` (mode 755; left alone when unchanged) and
+/// returns its path.
+fn aarch64_musl_gcc() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    anyhow::ensure!(
+        Path::new(AARCH64_MUSL_SPECS).is_file(),
+        "{AARCH64_MUSL_SPECS} is missing: sudo dpkg --add-architecture arm64 && \
+         sudo apt-get update && sudo apt-get install -y musl-dev:arm64"
+    );
+    let dir = sh::root().join("target/cross");
+    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let path = dir.join("aarch64-linux-musl-gcc");
+    let script = aarch64_musl_gcc_script();
+    if fs::read_to_string(&path).ok().as_deref() != Some(script.as_str()) {
+        fs::write(&path, &script).with_context(|| format!("write {}", path.display()))?;
+    }
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("chmod 755 {}", path.display()))?;
+    Ok(path)
+}
+
 /// `cargo build --locked --profile PROFILE [--target TRIPLE] -p <each exporter>`, with the
 /// cross linker and C compiler set for aarch64 and the C compiler for musl.
 pub fn cargo_build(triple: &str, profile: &str) -> anyhow::Result<()> {
@@ -49,6 +83,12 @@ pub fn cargo_build(triple: &str, profile: &str) -> anyhow::Result<()> {
         }
         "x86_64-unknown-linux-musl" => {
             cmd.env("CC_x86_64_unknown_linux_musl", "musl-gcc");
+        }
+        "aarch64-unknown-linux-musl" => {
+            // Rust links against its own self-contained musl; gcc is only the linker driver.
+            cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "aarch64-linux-gnu-gcc")
+                .env("CC_aarch64_unknown_linux_musl", aarch64_musl_gcc()?)
+                .env("AR_aarch64_unknown_linux_musl", "aarch64-linux-gnu-ar");
         }
         _ => {}
     }
@@ -257,6 +297,15 @@ mod tests {
         assert!(super::parse_version("mm-exporter", line).is_err());
         assert!(super::parse_version("linkhub-exporter", "linkhub-exporter\n").is_err());
         assert!(super::parse_version("linkhub-exporter", "").is_err());
+    }
+
+    #[test]
+    fn aarch64_musl_gcc_passes_the_arguments_before_the_specs() {
+        assert_eq!(
+            super::aarch64_musl_gcc_script(),
+            "#!/bin/sh\nexec aarch64-linux-gnu-gcc \"$@\" -specs \
+             /usr/lib/aarch64-linux-musl/musl-gcc.specs\n"
+        );
     }
 
     #[test]

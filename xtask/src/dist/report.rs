@@ -18,10 +18,12 @@ pub struct PackageRow {
     pub exposure: String,
 }
 
-/// One image.
+/// One single-architecture image.
 #[derive(Debug, Clone)]
 pub struct ImageRow {
     pub image: String,
+    /// `amd64` or `arm64`.
+    pub arch: String,
     pub size: u64,
     pub limit_mib: u64,
     pub hadolint: String,
@@ -101,13 +103,14 @@ impl Report {
         }
         if !self.images.is_empty() {
             out.push_str(
-                "| image | size | limit | hadolint | podman run |\n|---|---:|---:|---|---|\n",
+                "| image | arch | size | limit | hadolint | run |\n|---|---|---:|---:|---|---|\n",
             );
             for i in &self.images {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} MiB | {} | {} |",
+                    "| {} | {} | {} | {} MiB | {} | {} |",
                     i.image,
+                    i.arch,
                     human(i.size),
                     i.limit_mib,
                     i.hadolint,
@@ -190,6 +193,14 @@ mod tests {
         let mut report = Report::default();
         report.binary("x86_64-unknown-linux-gnu", "demo-exporter", 3 * 1024 * 1024);
         report.check("yamllint", "clean");
+        report.image(ImageRow {
+            image: "localhost/demo-exporter:0.1.0-arm64".to_owned(),
+            arch: "arm64".to_owned(),
+            size: 4 * 1024 * 1024,
+            limit_mib: 10,
+            hadolint: "clean".to_owned(),
+            run: "qemu: --version ok".to_owned(),
+        });
         assert!(report.result().is_ok());
         report.fail("lintian demo.deb: 1 warning".to_owned());
         let err = report.result().unwrap_err().to_string();
@@ -197,5 +208,12 @@ mod tests {
         let md = report.markdown();
         assert!(md.contains("| x86_64-unknown-linux-gnu | demo-exporter | 3.00 MiB |"), "{md}");
         assert!(md.contains("| yamllint | clean |"), "{md}");
+        assert!(
+            md.contains(
+                "| localhost/demo-exporter:0.1.0-arm64 | arm64 | 4.00 MiB | 10 MiB | clean | \
+                 qemu: --version ok |"
+            ),
+            "{md}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Installs what `cargo xtask dist` needs when it is missing, and says what it installs:
-//! rustup targets, Debian packages (apt-get, as root), cargo-deb and the Python linters.
+//! rustup targets, Debian packages (apt-get, as root; for the arm64 images also the `arm64`
+//! dpkg architecture, for `musl-dev:arm64`), cargo-deb and the Python linters.
 //! Versions are pinned to the ones checked in `../shared/specs/tooling.md`.
 
 use std::process::{Command, Stdio};
@@ -12,10 +13,15 @@ use crate::sh;
 #[derive(Debug, Clone, Copy)]
 pub struct Needs {
     pub packages: bool,
+    /// The aarch64 glibc build and the arm64 packages.
     pub arm64: bool,
+    /// The images, always for amd64 and arm64 (x86_64 and aarch64 musl builds).
     pub images: bool,
     pub manifests: bool,
 }
+
+/// The dpkg architecture whose `musl-dev` the aarch64 musl build links against.
+const FOREIGN_ARCH: &str = "arm64";
 
 const CARGO_DEB_VERSION: &str = "3.8.0";
 const PIP_TOOLS: [(&str, &str); 3] = [
@@ -37,14 +43,18 @@ pub fn ensure(needs: &Needs) -> anyhow::Result<()> {
         apt.extend(["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "qemu-user-static"]);
     }
     if needs.images {
-        targets.push("x86_64-unknown-linux-musl");
+        targets.extend(["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"]);
         apt.extend(["musl-tools", "buildah", "podman", "runc", "ca-certificates", "curl"]);
+        // aarch64 musl: the cross gcc with musl's arm64 headers and libc (through
+        // musl-gcc.specs, see `build.rs`), qemu for the binaries copied out of the images.
+        apt.extend(["gcc-aarch64-linux-gnu", "musl-dev:arm64", "qemu-user-static", "file"]);
     }
     if needs.manifests {
         apt.push("prometheus");
     }
     rustup_targets(&targets)?;
-    apt_packages(&apt)?;
+    let foreign: &[&str] = if needs.images { &[FOREIGN_ARCH] } else { &[] };
+    apt_packages(&apt, foreign)?;
     if needs.packages {
         cargo_deb()?;
     }
@@ -91,18 +101,46 @@ pub fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn apt_packages(wanted: &[&str]) -> anyhow::Result<()> {
+/// The dpkg architectures added besides the native one (`dpkg --print-foreign-architectures`).
+fn foreign_architectures() -> anyhow::Result<Vec<String>> {
+    let out = Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .context("run dpkg --print-foreign-architectures (is this Debian?)")?;
+    anyhow::ensure!(out.status.success(), "dpkg --print-foreign-architectures failed");
+    Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect())
+}
+
+/// The shell commands that install `packages` after adding the dpkg architectures `arches`.
+fn install_commands(arches: &[&str], packages: &[&str]) -> String {
+    let mut steps: Vec<String> =
+        arches.iter().map(|a| format!("sudo dpkg --add-architecture {a}")).collect();
+    steps.push("sudo apt-get update".to_owned());
+    steps.push(format!("sudo apt-get install -y {}", packages.join(" ")));
+    steps.join(" && ")
+}
+
+/// Installs the missing ones of `wanted` (`name` or `name:arch`), first adding each of
+/// `foreign` that dpkg does not know yet as a foreign architecture.
+fn apt_packages(wanted: &[&str], foreign: &[&str]) -> anyhow::Result<()> {
     let mut missing: Vec<&str> = wanted.iter().copied().filter(|p| !dpkg_installed(p)).collect();
     missing.sort_unstable();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
+    let known = if foreign.is_empty() { Vec::new() } else { foreign_architectures()? };
+    let new_arches: Vec<&str> =
+        foreign.iter().copied().filter(|a| !known.iter().any(|k| k == a)).collect();
     if !is_root() {
         anyhow::bail!(
-            "missing Debian packages; install them with: sudo apt-get install -y {}",
-            missing.join(" ")
+            "missing Debian packages; install them with:\n  {}",
+            install_commands(&new_arches, &missing)
         );
+    }
+    for arch in &new_arches {
+        eprintln!("dist: adding the dpkg architecture {arch} (for the {arch} musl libc)");
+        sh::run(Command::new("dpkg").args(["--add-architecture", arch]))?;
     }
     eprintln!("dist: installing Debian packages: {}", missing.join(" "));
     sh::run(Command::new("apt-get").arg("update"))?;
@@ -140,4 +178,20 @@ fn pip_tools(wanted: &[&(&str, &str)]) -> anyhow::Result<()> {
             .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
             .args(&missing),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn install_commands_add_the_architecture_first() {
+        assert_eq!(
+            super::install_commands(&["arm64"], &["musl-dev:arm64", "podman"]),
+            "sudo dpkg --add-architecture arm64 && sudo apt-get update && \
+             sudo apt-get install -y musl-dev:arm64 podman"
+        );
+        assert_eq!(
+            super::install_commands(&[], &["lintian"]),
+            "sudo apt-get update && sudo apt-get install -y lintian"
+        );
+    }
 }
