@@ -300,6 +300,12 @@ fn transport(err: &reqwest::Error) -> String {
 }
 
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, ApiError> {
+    // A body announced as too large is refused before any of it is read.
+    if let Some(len) = response.content_length().filter(|&len| len > BODY_LIMIT as u64) {
+        return Err(ApiError::Transport(format!(
+            "response body larger than {BODY_LIMIT} bytes ({len} bytes announced)"
+        )));
+    }
     let mut body = Vec::new();
     loop {
         match response.chunk().await {

@@ -9,9 +9,11 @@
 //! Architecture invariant: among the workspace's crates that ship to users, only this one
 //! knows hyper, rustls server configuration and the exposition format.
 
+mod alloc;
 pub mod client;
 mod coalesce;
 mod deadline;
+mod gzip;
 mod landing;
 pub mod logging;
 mod options;

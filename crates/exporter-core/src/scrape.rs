@@ -8,8 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
-
 /// The outcome of one sub-collector, produced by [`timed`] and consumed by [`Scrape::record`].
 #[derive(Debug)]
 pub struct Timed<T> {
@@ -67,13 +65,96 @@ pub struct Family<'a> {
     entry: &'a mut FamilyEntry,
 }
 
-/// A family and the position of each label set in it, so that replacing a sample with the
-/// same labels costs one hash lookup (an account with 1000 gateways writes thousands of
-/// samples per family).
+/// A family: its header and samples, kept as the text they are written as (no model objects:
+/// a scrape of 1000 gateways writes tens of thousands of samples), with the position of each
+/// label set, so that replacing a sample with the same labels costs one hash lookup.
 #[derive(Debug)]
 struct FamilyEntry {
-    family: MetricFamily,
-    index: HashMap<Vec<(String, String)>, usize>,
+    name: String,
+    help: String,
+    kind: Kind,
+    /// `(label text, value)`: the label text is `{k="v",…}` (escaped), or empty.
+    samples: Vec<(String, f64)>,
+    index: HashMap<String, usize>,
+}
+
+/// Families with at least this many samples get a hash index of their label sets.
+const INDEX_FROM: usize = 16;
+
+/// The metric types the exporters write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+impl FamilyEntry {
+    /// Appends the family as text format 0.0.4 (nothing when it has no samples), exactly as
+    /// the `prometheus` crate's `TextEncoder` writes it.
+    fn write_text(&self, out: &mut String) {
+        if self.samples.is_empty() {
+            return;
+        }
+        if !self.help.is_empty() {
+            out.push_str("# HELP ");
+            out.push_str(&self.name);
+            out.push(' ');
+            escape_into(out, &self.help, false);
+            out.push('\n');
+        }
+        out.push_str("# TYPE ");
+        out.push_str(&self.name);
+        out.push_str(match self.kind {
+            Kind::Gauge => " gauge\n",
+            Kind::Counter => " counter\n",
+        });
+        for (labels, value) in &self.samples {
+            out.push_str(&self.name);
+            out.push_str(labels);
+            let _ = writeln!(out, " {value}");
+        }
+    }
+}
+
+/// Appends `text` escaped for the text format: `\` and newline always, `"` in label values.
+fn escape_into(out: &mut String, text: &str, quote: bool) {
+    let mut rest = text;
+    // Copy the runs between special characters whole (most texts have none).
+    // The special characters are ASCII, so a byte position is a char boundary.
+    while let Some(i) = rest.bytes().position(|b| b == b'\\' || b == b'\n' || (quote && b == b'"'))
+    {
+        let (plain, tail) = rest.split_at(i);
+        out.push_str(plain);
+        let mut chars = tail.chars();
+        out.push_str(match chars.next() {
+            Some('\\') => "\\\\",
+            Some('\n') => "\\n",
+            _ => "\\\"",
+        });
+        rest = chars.as_str();
+    }
+    out.push_str(rest);
+}
+
+/// `{k="v",…}` for `labels` (empty for none), values escaped.
+fn label_text(labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let mut out =
+        String::with_capacity(labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 2);
+    let mut sep = '{';
+    for (k, v) in labels {
+        debug_assert!(valid_label_name(k), "invalid label name {k}");
+        out.push(sep);
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_into(&mut out, v, true);
+        out.push('"');
+        sep = ',';
+    }
+    out.push('}');
+    out
 }
 
 impl Scrape {
@@ -151,13 +232,13 @@ impl Scrape {
 
     /// The gauge family `<ns>_<name>`, created on first use in this scrape.
     pub fn gauge(&mut self, name: &str, help: &str) -> Family<'_> {
-        self.family(name, help, MetricType::GAUGE)
+        self.family(name, help, Kind::Gauge)
     }
 
     /// The counter family `<ns>_<name>`; `name` must end in `_total`.
     pub fn counter(&mut self, name: &str, help: &str) -> Family<'_> {
         debug_assert!(name.ends_with("_total"), "counter {name} must end in _total");
-        self.family(name, help, MetricType::COUNTER)
+        self.family(name, help, Kind::Counter)
     }
 
     /// An `_info` gauge with value 1 carrying `labels`.
@@ -192,20 +273,24 @@ impl Scrape {
     /// The families written so far, as Prometheus text format 0.0.4 (without the core's
     /// `<ns>_up` and duration metrics). Render tests compare this with golden files.
     pub fn encode(&self) -> String {
-        encode_families(self.families.values().map(|e| &e.family))
+        let mut out = String::new();
+        for family in self.families.values() {
+            family.write_text(&mut out);
+        }
+        out
     }
 
-    fn family(&mut self, name: &str, help: &str, kind: MetricType) -> Family<'_> {
+    fn family(&mut self, name: &str, help: &str, kind: Kind) -> Family<'_> {
         let full = format!("{}_{name}", self.namespace);
         debug_assert!(valid_metric_name(&full), "invalid metric name {full}");
-        let entry = self.families.entry(full.clone()).or_insert_with(|| {
-            let mut family = MetricFamily::default();
-            family.set_name(full);
-            family.set_help(help.to_owned());
-            family.set_field_type(kind);
-            FamilyEntry { family, index: HashMap::new() }
+        let entry = self.families.entry(full.clone()).or_insert_with(|| FamilyEntry {
+            name: full,
+            help: help.to_owned(),
+            kind,
+            samples: Vec::new(),
+            index: HashMap::new(),
         });
-        debug_assert_eq!(entry.family.get_field_type(), kind, "metric {name} used with two types");
+        debug_assert_eq!(entry.kind, kind, "metric {name} used with two types");
         Family { entry }
     }
 }
@@ -214,35 +299,25 @@ impl Family<'_> {
     /// Adds the sample `labels` = `value`. A second sample with the same labels replaces the
     /// first, so the output never has duplicate series.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        let key: Vec<(String, String)> =
-            labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let pairs: Vec<LabelPair> = labels
-            .iter()
-            .map(|(k, v)| {
-                debug_assert!(valid_label_name(k), "invalid label name {k}");
-                let mut p = LabelPair::default();
-                p.set_name((*k).to_owned());
-                p.set_value((*v).to_owned());
-                p
-            })
-            .collect();
-        let mut metric = Metric::default();
-        metric.set_label(pairs);
-        if self.entry.family.get_field_type() == MetricType::COUNTER {
-            let mut c = Counter::default();
-            c.set_value(value);
-            metric.set_counter(c);
+        let text = label_text(labels);
+        let entry = &mut *self.entry;
+        // Small families (most of them) are scanned; the index is built once a family grows.
+        let found = if entry.samples.len() < INDEX_FROM {
+            entry.samples.iter().position(|(l, _)| *l == text)
         } else {
-            let mut g = Gauge::default();
-            g.set_value(value);
-            metric.set_gauge(g);
-        }
-        let metrics = self.entry.family.mut_metric();
-        match self.entry.index.get(&key).and_then(|&i| metrics.get_mut(i)) {
-            Some(existing) => *existing = metric,
+            if entry.index.is_empty() {
+                entry.index =
+                    entry.samples.iter().enumerate().map(|(i, (l, _))| (l.clone(), i)).collect();
+            }
+            entry.index.get(&text).copied()
+        };
+        match found.and_then(|i| entry.samples.get_mut(i)) {
+            Some(existing) => existing.1 = value,
             None => {
-                self.entry.index.insert(key, metrics.len());
-                metrics.push(metric);
+                if !entry.index.is_empty() {
+                    entry.index.insert(text.clone(), entry.samples.len());
+                }
+                entry.samples.push((text, value));
             }
         }
         self
@@ -361,8 +436,7 @@ impl Scrape {
              when collectors ran, at least one succeeded.",
         )
         .sample(&[], if up { 1.0 } else { 0.0 });
-        let families = std::mem::take(&mut self.families).into_values().map(|e| e.family);
-        let text = encode_owned(families.collect());
+        let text = self.encode();
 
         let mut trace = String::new();
         let _ = writeln!(trace, "target: {}", self.target);
@@ -374,23 +448,6 @@ impl Scrape {
         let _ = writeln!(trace, "scrape duration: {:.6}s", elapsed.as_secs_f64());
         Rendered { text, trace }
     }
-}
-
-/// Encodes families as text format 0.0.4, skipping families without samples.
-pub(crate) fn encode_families<'a>(families: impl IntoIterator<Item = &'a MetricFamily>) -> String {
-    encode_owned(families.into_iter().cloned().collect())
-}
-
-/// [`encode_families`] for families the caller no longer needs (no copy).
-fn encode_owned(mut families: Vec<MetricFamily>) -> String {
-    families.retain(|f| !f.get_metric().is_empty());
-    let mut out = String::new();
-    if let Err(err) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
-        // The encoder only fails on invalid names, which are bugs in our own code.
-        log::error!("cannot encode metric families: {err}");
-        let _ = writeln!(out, "# encoding error: {err}");
-    }
-    out
 }
 
 fn with_label<'a>(
@@ -439,6 +496,27 @@ mod tests {
     }
 
     #[test]
+    fn large_families_deduplicate_through_the_index() {
+        let mut s = scrape();
+        let ids: Vec<String> = (0..100).map(|i| format!("gw-{i}")).collect();
+        for round in 0..3 {
+            let mut f = s.gauge("g", "G.");
+            for id in &ids {
+                f.sample(&[("id", id)], f64::from(round));
+            }
+            // A late duplicate of an early label set replaces it.
+            f.sample(&[("id", "gw-3")], 42.0);
+        }
+        let text = s.encode();
+        assert_eq!(text.lines().filter(|l| l.starts_with("demo_g{")).count(), 100);
+        assert!(text.contains("demo_g{id=\"gw-3\"} 42\n"));
+        assert!(text.contains("demo_g{id=\"gw-99\"} 2\n"));
+        // Insertion order is kept.
+        let first = text.lines().find(|l| l.starts_with("demo_g{")).unwrap_or_default();
+        assert_eq!(first, "demo_g{id=\"gw-0\"} 2");
+    }
+
+    #[test]
     fn absent_values_are_absent_and_zero_is_kept() {
         let mut s = scrape();
         s.gauge("v", "V.")
@@ -465,6 +543,13 @@ mod tests {
         let mut s = scrape();
         s.info("device_info", "I.", &[("name", "a\"b\\c\nd")]);
         assert!(s.encode().contains(r#"name="a\"b\\c\nd""#), "{}", s.encode());
+        let mut s = scrape();
+        s.gauge("g", "Says \"hi\" \\ twice\nover lines, ünïcode.").sample(&[("l", "ü\"")], 1.0);
+        assert_eq!(
+            s.encode(),
+            "# HELP demo_g Says \"hi\" \\\\ twice\\nover lines, ünïcode.\n# TYPE demo_g gauge\n\
+             demo_g{l=\"ü\\\"\"} 1\n"
+        );
     }
 
     #[tokio::test]

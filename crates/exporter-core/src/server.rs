@@ -7,7 +7,6 @@
 
 use std::{
     convert::Infallible,
-    io::Write as _,
     net::SocketAddr,
     process::ExitCode,
     str::FromStr as _,
@@ -160,8 +159,12 @@ pub fn run<D, E: Exporter>(
     build: impl FnOnce(D, &mut ServeOptions) -> anyhow::Result<E>,
 ) -> ExitCode {
     let Cli { flags, serve: mut opts } = cli;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    crate::alloc::tune();
+    // One thread serves everything: a scrape is a few milliseconds of work between waits on
+    // the device, and one thread saves the cross-thread wake-ups (CPU) and a second stack
+    // and allocator arena (memory) of a multi-threaded runtime. Blocking work (bcrypt, the
+    // Smart Hub's JavaScript) runs on the blocking pool.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(32)
         .thread_name(opts.info.binary)
         .enable_all()
@@ -694,14 +697,9 @@ fn exposition(req: &Request<Incoming>, body: String) -> Response<Full<Bytes>> {
         .any(accepts_gzip);
     let mut body = Bytes::from(body);
     let mut compressed = false;
-    if gzip {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        if enc.write_all(&body).is_ok()
-            && let Ok(data) = enc.finish()
-        {
-            body = Bytes::from(data);
-            compressed = true;
-        }
+    if gzip && let Some(data) = crate::gzip::compress(&body) {
+        body = Bytes::from(data);
+        compressed = true;
     }
     let mut resp = Response::new(Full::new(body));
     let headers = resp.headers_mut();
