@@ -7,7 +7,8 @@
 //! Every simulator also answers a control API under `/_sim/` that is neither counted nor
 //! delayed nor faulted:
 //!
-//! - `GET /_sim/requests`: the counters as a flat JSON object, with the request total under `_total`;
+//! - `GET /_sim/requests`: the counters as a flat JSON object, with the request total under
+//!   `_total` and the device's busy time ([`Busy`]) in microseconds under `_busy_us`;
 //! - `POST /_sim/reset`: sets every counter back to 0;
 //! - `GET /_sim/fault`, `POST /_sim/fault?kind=hang|refuse|status&code=500|garbage|truncated|…|none`;
 //! - `POST /_sim/latency?ms=50`;
@@ -22,12 +23,13 @@ use std::{
     str::FromStr,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
 };
 
+use crate::busy::Busy;
 use anyhow::Context as _;
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
@@ -125,6 +127,7 @@ impl Ctx {
 pub struct Counters {
     by_key: Mutex<HashMap<String, u64>>,
     total: AtomicU64,
+    busy: Busy,
 }
 
 impl Counters {
@@ -151,11 +154,17 @@ impl Counters {
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
-    /// Sets every counter and the total back to 0.
+    /// How long at least one device request was being answered (see [`Busy`]).
+    pub fn busy(&self) -> &Busy {
+        &self.busy
+    }
+
+    /// Sets every counter, the total and the busy time back to 0.
     pub fn reset(&self) {
         let mut map = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
         map.clear();
         self.total.store(0, Ordering::SeqCst);
+        self.busy.reset();
     }
 
     /// Counts one device request for `path`.
@@ -296,7 +305,6 @@ impl SimServer {
             device,
             counters: Arc::new(Counters::default()),
             knobs: Mutex::new(Knobs::default()),
-            in_flight: AtomicUsize::new(0),
         });
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(SimServer { addr, shared, task })
@@ -334,7 +342,7 @@ impl SimServer {
 
     /// The number of device requests whose answer has not started yet (e.g. hanging ones).
     pub fn in_flight(&self) -> usize {
-        self.shared.in_flight.load(Ordering::SeqCst)
+        self.shared.counters.busy().in_flight()
     }
 
     /// Stops accepting and ends every open connection, hanging requests included.
@@ -448,7 +456,6 @@ struct Shared {
     device: Arc<dyn HttpDevice>,
     counters: Arc<Counters>,
     knobs: Mutex<Knobs>,
-    in_flight: AtomicUsize,
 }
 
 impl fmt::Debug for Shared {
@@ -526,7 +533,7 @@ async fn respond(
     }
 
     shared.counters.request(&req.path);
-    let _guard = InFlight::enter(&shared.in_flight);
+    let _busy = shared.counters.busy().enter();
     let Knobs { fault, latency } = *shared.knobs();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -663,6 +670,10 @@ fn control(shared: &Shared, req: &Request) -> Response {
                 .map(|(k, v)| (k, serde_json::Value::from(v)))
                 .collect();
             map.insert("_total".to_owned(), serde_json::Value::from(shared.counters.total()));
+            map.insert(
+                "_busy_us".to_owned(),
+                serde_json::Value::from(shared.counters.busy().total_micros()),
+            );
             Response::json(200, &serde_json::Value::Object(map))
         }
         "reset" => {
@@ -834,22 +845,6 @@ impl Body for SimBody {
 
     fn size_hint(&self) -> SizeHint {
         self.exact.map_or_else(SizeHint::default, SizeHint::with_exact)
-    }
-}
-
-/// Counts a request as in flight until dropped (also when its future is dropped).
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicUsize) -> InFlight<'a> {
-        counter.fetch_add(1, Ordering::SeqCst);
-        InFlight(counter)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -7,6 +7,7 @@
 //! status, garbage, truncated, reset, dripping, endless, oversized, invalid UTF-8 and
 //! wrong-content-type bodies) and a control API under `/_sim/`.
 
+pub mod busy;
 pub mod demo;
 pub mod http;
 pub mod linkhub;

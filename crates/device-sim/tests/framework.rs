@@ -147,7 +147,10 @@ async fn counts_paths_device_keys_and_total_but_not_control_requests() {
     let listed = get(server.addr(), "/_sim/requests").await;
     assert_eq!(listed.status(), Some(200));
     assert_eq!(listed.header("content-type").as_deref(), Some("application/json"));
-    let json: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    // The busy time is wall-clock: present and a number, its value not fixed.
+    let busy = json.as_object_mut().unwrap().remove("_busy_us");
+    assert!(busy.as_ref().is_some_and(serde_json::Value::is_u64), "{busy:?}");
     assert_eq!(
         json,
         serde_json::json!({ "/a": 2, "/b": 2, "GetNetworkInfo": 2, "Login": 1, "_total": 4 })
@@ -251,6 +254,14 @@ async fn latency_delays_device_answers_but_not_control_requests() {
     let start = Instant::now();
     assert_eq!(get(addr, "/status").await.status(), Some(200));
     assert!(start.elapsed() >= Duration::from_millis(300), "answered after {:?}", start.elapsed());
+    // The wait counts as busy time, and idle time does not.
+    let busy = server.counters().busy().total();
+    assert!(busy >= Duration::from_millis(300) && busy < start.elapsed(), "{busy:?}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.counters().busy().total(), busy);
+    let listed = get(addr, "/_sim/requests").await;
+    let json: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    assert_eq!(json["_busy_us"].as_u64(), Some(u64::try_from(busy.as_micros()).unwrap()));
 
     server.set_latency(Duration::from_secs(3));
     let start = Instant::now();

@@ -15,6 +15,8 @@ use std::{
 };
 
 use anyhow::Context as _;
+
+use crate::busy::Busy;
 use zbus::{
     Connection, MessageStream, ObjectPath, OwnedObjectPath, OwnedVariant, Structure, Variant,
     message::{Message, Type},
@@ -355,6 +357,35 @@ pub fn sim_props() -> Props {
     p
 }
 
+/// What [`FakeModemManager::monitor`] hands out: call counts, busy time and the delay knob.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    shared: Arc<Shared>,
+}
+
+impl Monitor {
+    /// Every member called so far and how often.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.shared.state().calls.clone()
+    }
+
+    /// How long at least one call was being answered (delays included), see [`Busy`].
+    pub fn busy(&self) -> &Busy {
+        &self.shared.busy
+    }
+
+    /// Sets every call count and the busy time back to 0.
+    pub fn reset(&self) {
+        self.shared.state().calls.clear();
+        self.shared.busy.reset();
+    }
+
+    /// Delays every reply by `delay` (as [`FakeModemManager::set_delay`]).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.state().delay = delay;
+    }
+}
+
 /// The fake daemon; dropping it (or [`FakeModemManager::stop`]) leaves the bus.
 #[derive(Debug)]
 pub struct FakeModemManager {
@@ -366,6 +397,7 @@ pub struct FakeModemManager {
 struct Shared {
     conn: Connection,
     state: Mutex<State>,
+    busy: Busy,
 }
 
 #[derive(Debug, Default)]
@@ -401,6 +433,7 @@ impl FakeModemManager {
         let shared = Arc::new(Shared {
             conn: conn.clone(),
             state: Mutex::new(State { version: Some("1.20.4".to_owned()), ..State::default() }),
+            busy: Busy::default(),
         });
         let task = tokio::spawn(serve(Arc::clone(&shared), stream));
         conn.request_name(SERVICE).await.context("request org.freedesktop.ModemManager1")?;
@@ -628,6 +661,12 @@ impl FakeModemManager {
         self.state().calls.get(member).copied().unwrap_or(0)
     }
 
+    /// A handle for counting calls, measuring busy time and setting the delay, e.g. from a
+    /// control server, that stays usable while the fake runs.
+    pub fn monitor(&self) -> Monitor {
+        Monitor { shared: Arc::clone(&self.shared) }
+    }
+
     /// Leaves the bus, as a stopping daemon does (the name loses its owner).
     pub async fn stop(self) {
         self.task.abort();
@@ -678,6 +717,7 @@ async fn serve(shared: Arc<Shared>, mut stream: MessageStream) {
         }
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
+            let _busy = shared.busy.enter();
             let member = msg.header().member().map(|m| m.as_str().to_owned()).unwrap_or_default();
             let delay = {
                 let st = shared.state();

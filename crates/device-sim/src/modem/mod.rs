@@ -17,7 +17,10 @@ use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
     time::Duration,
 };
 
@@ -124,6 +127,43 @@ struct Args {
     /// accepted for symmetry with the HTTP devices; ignored
     #[argh(option)]
     listen: Option<String>,
+    /// also serve an HTTP control API on this loopback address (e.g. 127.0.0.1:0), for
+    /// benchmarks: GET /requests (calls by member, `_total`, `_busy_us`), POST /latency?ms=N,
+    /// POST /reset; its URL is printed as `control http://ADDR`
+    #[argh(option)]
+    control: Option<std::net::SocketAddr>,
+}
+
+/// The `--control` API over a running fake (see [`Args::control`]).
+struct Control(fake_mm::Monitor);
+
+impl crate::http::HttpDevice for Control {
+    fn handle(&self, req: &crate::http::Request, _ctx: &crate::http::Ctx) -> crate::http::Response {
+        use crate::http::Response;
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/requests") => {
+                let calls = self.0.calls();
+                let total: u64 = calls.values().sum();
+                let mut map: serde_json::Map<String, serde_json::Value> =
+                    calls.into_iter().map(|(k, v)| (k, serde_json::Value::from(v))).collect();
+                map.insert("_total".to_owned(), total.into());
+                map.insert("_busy_us".to_owned(), self.0.busy().total_micros().into());
+                Response::json(200, &serde_json::Value::Object(map))
+            }
+            ("POST", "/latency") => match req.query_param("ms").map(|ms| ms.parse::<u64>()) {
+                Some(Ok(ms)) => {
+                    self.0.set_delay(Duration::from_millis(ms));
+                    Response::text(200, "ok\n")
+                }
+                _ => Response::text(400, "latency: expected ?ms=<milliseconds>\n"),
+            },
+            ("POST", "/reset") => {
+                self.0.reset();
+                Response::text(200, "ok\n")
+            }
+            _ => Response::text(404, "control: GET /requests, POST /latency?ms=N, POST /reset\n"),
+        }
+    }
 }
 
 /// Runs the simulator from the command line (`device-sim modem …`).
@@ -161,9 +201,21 @@ pub async fn main(args: &[&str]) -> anyhow::Result<()> {
     for i in 0..args.modems {
         fake.add_modem(FakeModem::lte(&format!("{:040x}", 0xfa4e_0000_u64 + u64::from(i)))).await?;
     }
+    let control = match args.control {
+        Some(listen) => {
+            let server =
+                crate::http::SimServer::start(Arc::new(Control(fake.monitor())), listen).await?;
+            Some(server)
+        }
+        None => None,
+    };
     println!("listening on {address}");
+    if let Some(server) = &control {
+        println!("control {}", server.url());
+    }
     flush();
     wait_for_stop().await?;
+    drop(control);
     fake.stop().await;
     drop(private);
     Ok(())
