@@ -11,7 +11,9 @@ mod dist;
 mod e2e;
 mod fuzz;
 mod grafana;
+mod load;
 mod sh;
+mod soak;
 mod stack;
 
 use std::process::ExitCode;
@@ -34,6 +36,7 @@ enum Command {
     Dist(dist::Dist),
     Bench(bench::Bench),
     Fuzz(fuzz::Fuzz),
+    Soak(soak::Soak),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Dist(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
         Command::Fuzz(cmd) => cmd.run(),
+        Command::Soak(cmd) => cmd.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -89,6 +89,13 @@ pub struct Proc {
     retired: bool,
 }
 
+impl Proc {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Group {
     /// Starts the watchdog; logs of the children go to `dir/<name>.log` (created, emptied
     /// first). `farewell` is printed by the watchdog when it ends the group because xtask died
@@ -578,11 +585,22 @@ pub fn start_http_sim(
 /// logged (`address=[127.0.0.1:PORT]`, logfmt); it is not yet known to be healthy.
 pub fn start_exporter(
     group: &mut Group,
+    names: (&str, &str, &str),
+    args: &[String],
+    probe_targets: Vec<String>,
+) -> anyhow::Result<(usize, Exporter)> {
+    start_exporter_from(group, &bin(names.0), names, args, probe_targets)
+}
+
+/// [`start_exporter`] with the binary at `program` (e.g. a release build).
+pub fn start_exporter_from(
+    group: &mut Group,
+    program: &Path,
     (binary, namespace, job): (&str, &str, &str),
     args: &[String],
     probe_targets: Vec<String>,
 ) -> anyhow::Result<(usize, Exporter)> {
-    let mut cmd = Command::new(bin(binary));
+    let mut cmd = Command::new(program);
     cmd.args(args).args(["--listen-address", "127.0.0.1:0", "--log-format", "logfmt"]);
     let name = format!("{job}-exporter");
     let name = if group.procs.iter().any(|p| p.name == name) {
