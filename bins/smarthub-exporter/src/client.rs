@@ -1,7 +1,11 @@
 //! Fetching the hub's pages: a Referer on every request, status checks, bounded bodies and
 //! the scrape deadline on every call.
 
-use std::{fmt, str::FromStr, time::Instant};
+use std::{
+    fmt,
+    str::FromStr,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, bail};
 
@@ -86,6 +90,9 @@ impl HubClient {
     pub async fn get(&self, hub: &HubUrl, path: &str, deadline: Instant) -> anyhow::Result<String> {
         let referer = hub.referer();
         let left = deadline.saturating_duration_since(Instant::now());
+        // The request's own timeout ends a little before the scrape deadline, so that a hung
+        // hub is reported as this request timing out rather than as the deadline passing.
+        let left = left.saturating_sub((left / 20).min(Duration::from_millis(50)));
         if left.is_zero() {
             bail!("no time left before the scrape deadline");
         }
