@@ -380,3 +380,39 @@ async fn served_over_http() {
     assert_eq!(status, 400);
     server.shutdown().await;
 }
+
+/// What the benchmark counts through the fake's monitor: every probe makes the same round of
+/// calls (the object list and the `GetAll`s, nothing repeated), and with a reply delay the
+/// fake's busy time covers the waits but not the exporter's own work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_probe_is_one_round_and_busy_time_covers_the_delays() {
+    let bus = PrivateBus::start().unwrap();
+    let fake = FakeModemManager::start(bus.address()).await.unwrap();
+    let path = fake.add_modem(FakeModem::lte(A)).await.unwrap();
+    let exporter = ModemManager::new(flags(&bus));
+    assert!(probe(&exporter).await.ok);
+    eventually("Signal.Setup", Duration::from_secs(20), || async {
+        rate(&fake, &path) == Some(10)
+    })
+    .await;
+
+    let monitor = fake.monitor();
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        monitor.reset();
+        assert!(probe(&exporter).await.ok);
+        rounds.push(monitor.calls());
+    }
+    assert!(rounds.iter().all(|r| *r == rounds[0]), "{rounds:?}");
+    assert_eq!(rounds[0].get("GetManagedObjects"), Some(&1), "{rounds:?}");
+    assert!(!rounds[0].contains_key("Setup"), "{rounds:?}");
+    assert_eq!(monitor.busy().in_flight(), 0);
+
+    monitor.reset();
+    monitor.set_delay(Duration::from_millis(100));
+    let slow = probe(&exporter).await;
+    assert!(slow.ok, "{}", slow.text);
+    let busy = monitor.busy().total();
+    assert!(busy >= Duration::from_millis(100), "busy {busy:?}");
+    assert!(busy <= slow.took, "busy {busy:?} within the probe's {:?}", slow.took);
+}
