@@ -366,7 +366,7 @@ pub fn wait_healthy(addr: &str, child: &mut Child, timeout: Duration) -> anyhow:
 }
 
 /// Sends SIGTERM and waits up to 5 s for a clean exit (SIGKILL after that).
-fn stop(child: &mut Child) -> anyhow::Result<()> {
+pub fn stop(child: &mut Child) -> anyhow::Result<()> {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

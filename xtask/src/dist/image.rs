@@ -21,7 +21,7 @@
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -31,7 +31,7 @@ use anyhow::Context as _;
 use super::{
     EXPORTERS, Exporter, build,
     build::output,
-    deb::{free_port, http_get},
+    deb::{free_port, http_get, stop},
     report::{ImageRow, Report, human},
 };
 use crate::sh;
@@ -431,13 +431,7 @@ fn run_image(exporter: &Exporter, tag: &str, version: &str, conf: &Path) -> anyh
             );
             thread::sleep(Duration::from_millis(500));
         }
-        let (status, body) = http_get(&format!("http://{addr}/metrics"))?;
-        anyhow::ensure!(status == 200, "/metrics answered {status}");
-        anyhow::ensure!(
-            body.contains(&format!("{}_up ", exporter.namespace)),
-            "no {}_up in /metrics",
-            exporter.namespace
-        );
+        metrics_answer(&addr, exporter)?;
         let pid = output(podman(conf).args(["inspect", "--format", "{{.State.Pid}}", &container]))?;
         let rss =
             rss_kib(pid.trim()).map(|k| format!(", RSS {} MiB", k / 1024)).unwrap_or_default();
@@ -533,13 +527,7 @@ fn qemu_check(
             );
             thread::sleep(Duration::from_millis(500));
         }
-        let (status, body) = http_get(&format!("http://{addr}/metrics"))?;
-        anyhow::ensure!(status == 200, "/metrics answered {status}");
-        anyhow::ensure!(
-            body.contains(&format!("{}_up ", exporter.namespace)),
-            "no {}_up in /metrics",
-            exporter.namespace
-        );
+        metrics_answer(&addr, exporter)?;
         Ok("qemu: same binary, --version ok, --healthcheck 0, /metrics 200".to_owned())
     })();
     let stopped = stop(&mut child);
@@ -552,22 +540,16 @@ fn qemu_check(
     Ok(format!("{summary}, SIGTERM exit 0"))
 }
 
-/// Sends SIGTERM and waits up to 5 s for a clean exit (SIGKILL after that).
-fn stop(child: &mut Child) -> anyhow::Result<()> {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(status) = child.try_wait().context("wait for the exporter")? {
-            anyhow::ensure!(status.success(), "exited with {status} after SIGTERM");
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("did not stop within 5 s of SIGTERM");
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+/// `/metrics` on `addr` answers 200 with the exporter's `<ns>_up`.
+fn metrics_answer(addr: &str, exporter: &Exporter) -> anyhow::Result<()> {
+    let (status, body) = http_get(&format!("http://{addr}/metrics"))?;
+    anyhow::ensure!(status == 200, "/metrics answered {status}");
+    anyhow::ensure!(
+        body.contains(&format!("{}_up ", exporter.namespace)),
+        "no {}_up in /metrics",
+        exporter.namespace
+    );
+    Ok(())
 }
 
 /// VmRSS of a process in KiB.
