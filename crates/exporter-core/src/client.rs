@@ -18,9 +18,37 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 << 20;
 /// with an empty root store instead, so plain-HTTP devices still work and HTTPS calls fail
 /// with a certificate error naming the cause.
 pub fn http_client(info: &crate::ExporterInfo) -> anyhow::Result<reqwest::Client> {
+    build(info, None)
+}
+
+/// [`http_client`] for ad-hoc `/probe` targets: its DNS resolver hands out only the addresses
+/// `allow` permits (names it lists by name resolve as usual), so the `--probe-allow` check
+/// holds for the address actually connected to. Addresses written as IP literals are not
+/// resolved: check them with [`crate::ProbeAllow::check`] before the probe (the core does,
+/// through [`crate::Exporter::resolve_target`]).
+pub fn http_client_restricted(
+    info: &crate::ExporterInfo,
+    allow: std::sync::Arc<crate::ProbeAllow>,
+) -> anyhow::Result<reqwest::Client> {
+    build(info, Some(allow))
+}
+
+fn build(
+    info: &crate::ExporterInfo,
+    allow: Option<std::sync::Arc<crate::ProbeAllow>>,
+) -> anyhow::Result<reqwest::Client> {
     install_crypto_provider();
     let builder = || {
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        let builder = match &allow {
+            Some(allow) => {
+                builder.dns_resolver(std::sync::Arc::new(crate::probe_allow::AllowResolver {
+                    allow: std::sync::Arc::clone(allow),
+                }))
+            }
+            None => builder,
+        };
+        builder
             .tls_backend_rustls()
             .no_proxy()
             // A device never needs a redirect to answer; following one would let a `/probe`

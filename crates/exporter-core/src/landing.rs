@@ -5,15 +5,16 @@
 
 use std::fmt::Write as _;
 
-use crate::ServeOptions;
+use crate::{ServeOptions, TargetInfo};
 
-/// Renders the page once at start (the configuration does not change while serving).
-/// `default_target` is what `/metrics` scrapes besides the exporter's own metrics.
+/// Renders the page at start and after each successful reload. `default_target` is what
+/// `/metrics` scrapes besides the exporter's own metrics; `targets` are the named targets.
 pub(crate) fn render(
     namespace: &str,
     description: &str,
     opts: &ServeOptions,
     default_target: Option<&str>,
+    targets: &[TargetInfo],
 ) -> String {
     let info = opts.info;
     let metrics_note = match default_target {
@@ -48,7 +49,9 @@ form input[type=text] {{ width: 24em; }}
 <p>Version <code>{version}</code> (revision <code>{revision}</code>, rustc <code>{rustc}</code>), metric prefix <code>{namespace}_</code>.</p>
 <ul>
 <li><a href="metrics">Metrics</a> ({metrics_note})</li>
+<li><a href="sd">Service discovery</a> (Prometheus <code>http_sd_configs</code>: one target per device, scraped through <code>/probe</code>)</li>
 <li><a href="-/healthy">Health</a></li>
+<li><code>POST /-/reload</code> (or SIGHUP) re-reads <code>--config-file</code> and the secret files it names</li>
 </ul>
 <h2>Probe a target</h2>
 <form action="probe" method="get">
@@ -57,7 +60,7 @@ form input[type=text] {{ width: 24em; }}
 <label><input type="checkbox" name="debug" value="true"> debug trace</label>
 <input type="submit" value="Probe">
 </form>
-<h2>Configuration</h2>
+{targets_html}<h2>Configuration</h2>
 <table>
 <tr><th>Setting</th><th>Value</th></tr>
 "#,
@@ -68,6 +71,7 @@ form input[type=text] {{ width: 24em; }}
         rustc = escape(crate::self_metrics::rustc_short()),
         namespace = escape(namespace),
         metrics_note = metrics_note,
+        targets_html = targets_table(targets),
     );
     for (key, value) in &opts.effective_config {
         let _ = writeln!(
@@ -95,6 +99,48 @@ form input[type=text] {{ width: 24em; }}
         escape(info.env_prefix)
     );
     html
+}
+
+/// The named targets: name, settings (secrets already `<secret>`) and labels.
+fn targets_table(targets: &[TargetInfo]) -> String {
+    if targets.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from(
+        "<h2>Named targets</h2>\n<table>\n<tr><th>Target</th><th>Settings</th><th>Labels</th></tr>\n",
+    );
+    for t in targets {
+        let settings: Vec<String> = t
+            .settings
+            .iter()
+            .map(|(k, v)| format!("<code>{}</code>: {}", escape(k), escape(v)))
+            .collect();
+        let labels: Vec<String> =
+            t.labels.iter().map(|(k, v)| format!("{}=\"{}\"", escape(k), escape(v))).collect();
+        let _ = writeln!(
+            html,
+            "<tr><td><a href=\"probe?target={}\"><code>{}</code></a></td><td>{}</td><td><code>{}</code></td></tr>",
+            escape(&query_escape(&t.name)),
+            escape(&t.name),
+            settings.join("<br>"),
+            labels.join(", ")
+        );
+    }
+    html.push_str("</table>\n");
+    html
+}
+
+/// Percent-encodes a query parameter value.
+fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -130,10 +176,24 @@ mod tests {
         opts.add_config("password", "<secret> (from file /p)");
         opts.add_config("--target", "http://a/?x=<script>alert(1)</script> (flag)");
         opts.flag_docs.push(("--target <url>".to_owned(), "device URL & more".to_owned()));
-        let html = render("demo", "Exporter for <demo> devices", &opts, Some("http://b/<x>"));
+        let targets = vec![TargetInfo {
+            name: "home <1>".to_owned(),
+            settings: vec![
+                ("address".to_owned(), "http://192.168.1.1".to_owned()),
+                ("password".to_owned(), "<secret>".to_owned()),
+            ],
+            labels: [("site".to_owned(), "attic".to_owned())].into(),
+        }];
+        let html =
+            render("demo", "Exporter for <demo> devices", &opts, Some("http://b/<x>"), &targets);
+        assert!(html.contains("<h2>Named targets</h2>"), "{html}");
+        assert!(html.contains(r#"href="probe?target=home%20%3C1%3E""#), "{html}");
+        assert!(html.contains("<code>password</code>: &lt;secret&gt;"), "{html}");
+        assert!(html.contains(r#"site="attic""#), "{html}");
         assert!(html.contains("<h1>demo-exporter</h1>"), "{html}");
         assert!(html.contains("own metrics and those of http://b/&lt;x&gt;"), "{html}");
-        let plain = render("demo", "d", &opts, None);
+        let plain = render("demo", "d", &opts, None, &[]);
+        assert!(!plain.contains("Named targets"), "{plain}");
         assert!(plain.contains("(the exporter's own metrics)</li>"), "{plain}");
         assert!(html.contains("Exporter for &lt;demo&gt; devices"), "{html}");
         assert!(html.contains("&lt;secret&gt; (from file /p)"), "{html}");

@@ -12,14 +12,17 @@
 mod alloc;
 pub mod client;
 mod coalesce;
+pub mod config;
 mod deadline;
 mod gzip;
 mod landing;
 pub mod logging;
 mod options;
+mod probe_allow;
 mod scrape;
 mod self_metrics;
 mod server;
+pub mod state;
 pub mod testing;
 mod web_config;
 
@@ -27,8 +30,9 @@ use std::{fmt::Display, future::Future, str::FromStr};
 
 pub use options::{
     Cli, CliExit, CommonFlags, ExporterInfo, LogFormat, ServeOptions, env_var_name, parse_args,
-    parse_cli, version_line,
+    parse_cli, parse_cli_with_env, version_line,
 };
+pub use probe_allow::ProbeAllow;
 pub use scrape::{Family, Scrape, Timed, timed};
 pub use secret::Secret;
 pub use server::{EXPOSITION_CONTENT_TYPE, RunningServer, run, serve, spawn};
@@ -67,6 +71,64 @@ pub trait Exporter: Send + Sync + 'static {
     fn shutdown(&self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Resolves a `/probe?target=` value: a configured name or address becomes that entry,
+    /// another address an ad-hoc target without secrets, checked against `--probe-allow`.
+    /// The default parses the value with `FromStr`.
+    fn resolve_target(
+        &self,
+        raw: &str,
+    ) -> impl Future<Output = Result<Self::Target, TargetError>> + Send {
+        let parsed = raw.parse::<Self::Target>().map_err(TargetError::Invalid);
+        async move { parsed }
+    }
+
+    /// Re-reads the configuration file and the secret files it names (SIGHUP and
+    /// `POST /-/reload`). `Err` keeps the running configuration; scrapes in flight finish
+    /// with the configuration they started with either way.
+    fn reload(&self) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The named targets, for the landing page (secrets shown as `<secret>`).
+    fn targets(&self) -> Vec<TargetInfo> {
+        Vec::new()
+    }
+
+    /// The targets `GET /sd` offers to Prometheus' HTTP service discovery: one per device.
+    fn sd_targets(&self) -> impl Future<Output = anyhow::Result<Vec<SdTarget>>> + Send {
+        async { Ok(Vec::new()) }
+    }
+}
+
+/// Why a `/probe?target=` value is refused; each is counted in
+/// `<ns>_exporter_probe_rejected_total{reason}`.
+#[derive(Debug)]
+pub enum TargetError {
+    /// Not a valid target: answered 400 with the error's text.
+    Invalid(anyhow::Error),
+    /// A valid address that `--probe-allow` does not permit: answered 403 with this text.
+    NotAllowed(String),
+}
+
+/// One named target as the landing page shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetInfo {
+    /// The name, the `?target=` value that selects it.
+    pub name: String,
+    /// Its settings as `(key, value)`, secrets already shown as `<secret>`.
+    pub settings: Vec<(String, String)>,
+    /// Its labels (`labels:` in the config file).
+    pub labels: config::Labels,
+}
+
+/// One target of `GET /sd`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SdTarget {
+    /// The `?target=` value: a target's name, a gateway id, a modem's device id.
+    pub target: String,
+    /// Labels for all of that target's series (from the config file).
+    pub labels: config::Labels,
 }
 
 /// Entry points for the fuzz targets in `fuzz/` (not an API: no stability promise).

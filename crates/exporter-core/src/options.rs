@@ -51,6 +51,14 @@ pub struct CommonFlags {
     /// exporter-toolkit web config file (TLS, basic auth, response headers)
     #[argh(option, arg_name = "path")]
     pub web_config_file: Option<PathBuf>,
+    /// YAML file with named targets and per-target settings (see docs/configuration.md);
+    /// re-read on SIGHUP and POST /-/reload
+    #[argh(option, arg_name = "path")]
+    pub config_file: Option<PathBuf>,
+    /// directory for state kept across restarts, never secrets (default $STATE_DIRECTORY,
+    /// which systemd's StateDirectory= sets; none: state is kept in memory only)
+    #[argh(option, arg_name = "dir")]
+    pub state_directory: Option<PathBuf>,
     /// log level: debug, info, warn or error (default info)
     #[argh(option, arg_name = "level")]
     pub log_level: Option<String>,
@@ -81,6 +89,10 @@ pub struct ServeOptions {
     pub info: ExporterInfo,
     pub listen_addresses: Vec<String>,
     pub web_config_file: Option<PathBuf>,
+    /// `--config-file`: the exporter reads it at start and on every reload.
+    pub config_file: Option<PathBuf>,
+    /// `--state-directory` (else `$STATE_DIRECTORY`): where state survives a restart.
+    pub state_directory: Option<PathBuf>,
     pub timeout_offset: Duration,
     pub scrape_timeout: Duration,
     pub max_concurrent_scrapes: usize,
@@ -93,6 +105,8 @@ pub struct ServeOptions {
     pub flag_docs: Vec<(String, String)>,
     /// `--healthcheck`: [`crate::run`] checks a running exporter instead of serving.
     pub healthcheck: bool,
+    /// Long names of the flags given on argv or by their environment variable.
+    pub set_flags: Vec<String>,
 }
 
 impl ServeOptions {
@@ -102,6 +116,8 @@ impl ServeOptions {
             info,
             listen_addresses: vec!["127.0.0.1:0".to_owned()],
             web_config_file: None,
+            config_file: None,
+            state_directory: None,
             timeout_offset: Duration::from_millis(500),
             scrape_timeout: Duration::from_secs(10),
             max_concurrent_scrapes: 32,
@@ -110,7 +126,15 @@ impl ServeOptions {
             effective_config: Vec::new(),
             flag_docs: Vec::new(),
             healthcheck: false,
+            set_flags: Vec::new(),
         }
+    }
+
+    /// Whether `flag` (e.g. `"--target"`) was given on the command line or by its
+    /// environment variable, rather than left at its default: a flag given explicitly wins
+    /// over the config file.
+    pub fn is_set(&self, flag: &str) -> bool {
+        self.set_flags.iter().any(|f| f == flag)
     }
 
     /// Adds (or replaces) one line of the effective configuration shown on the landing
@@ -147,6 +171,16 @@ pub enum CliExit {
 /// options and the exporter's own flags `D`, and starts logging. On `--help`, `--version`
 /// or invalid input it prints and returns the exit code to end the process with.
 pub fn parse_cli<D: FromArgs + ArgsInfo>(info: ExporterInfo) -> Result<Cli<D>, ExitCode> {
+    parse_cli_with_env(info, |_| Vec::new())
+}
+
+/// [`parse_cli`] with a hook that may rewrite the `<PREFIX>_*` environment before parsing
+/// (e.g. to read an earlier exporter's variables) and returns deprecation warnings, which
+/// are logged once logging has started.
+pub fn parse_cli_with_env<D: FromArgs + ArgsInfo>(
+    info: ExporterInfo,
+    rewrite_env: impl FnOnce(&mut HashMap<String, String>) -> Vec<String>,
+) -> Result<Cli<D>, ExitCode> {
     let mut args = Vec::new();
     for arg in std::env::args_os().skip(1) {
         match arg.into_string() {
@@ -171,10 +205,17 @@ pub fn parse_cli<D: FromArgs + ArgsInfo>(info: ExporterInfo) -> Result<Cli<D>, E
             }
         }
     }
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").and_then(|d| d.into_string().ok()) {
+        env.insert(STATE_DIRECTORY_ENV.to_owned(), dir);
+    }
+    let warnings = rewrite_env(&mut env);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match parse_args::<D>(info, &args, &env) {
         Ok(cli) => {
             crate::logging::init(cli.serve.log_level, cli.serve.log_format);
+            for warning in warnings {
+                log::warn!("{warning}");
+            }
             Ok(cli)
         }
         Err(CliExit::Help(text) | CliExit::Version(text)) => {
@@ -290,6 +331,22 @@ pub fn parse_args<D: FromArgs + ArgsInfo>(
         }
     };
     let mut serve = validate_common(info, &raw, &source).map_err(CliExit::Error)?;
+    if serve.state_directory.is_none()
+        && let Some(dir) = env.get(STATE_DIRECTORY_ENV).filter(|d| !d.is_empty())
+    {
+        // systemd may list several directories separated by colons: the first is ours.
+        let first = dir.split(':').next().unwrap_or(dir);
+        serve.state_directory = Some(PathBuf::from(first));
+        serve.add_config("--state-directory", format!("{first} (env STATE_DIRECTORY)"));
+    }
+    serve.set_flags = own
+        .flags
+        .iter()
+        .chain(common.flags.iter())
+        .map(|f| f.long)
+        .filter(|long| !matches!(source(long), Source::Default))
+        .map(str::to_owned)
+        .collect();
 
     // Effective configuration: the common flags (added by `validate_common`), then the
     // exporter's own.
@@ -388,6 +445,10 @@ pub(crate) async fn resolve_listen_address(addr: &str) -> anyhow::Result<Vec<Soc
         }
     }
 }
+
+/// Where [`parse_cli_with_env`] passes systemd's `$STATE_DIRECTORY` to [`parse_args`] (a
+/// name no `<PREFIX>_` variable can have).
+const STATE_DIRECTORY_ENV: &str = "\0STATE_DIRECTORY";
 
 /// Flags that are never read from the environment.
 const ENV_EXCLUDED: &[&str] = &["--help", "--version", "--healthcheck"];
@@ -589,18 +650,29 @@ fn validate_common(
             .map_err(|e| format!("{e}{}", env_suffix(&source("--listen-address"))))?;
     }
     opts.web_config_file = raw.web_config_file.clone();
-    if let Some(path) = &opts.web_config_file
-        && path.as_os_str().is_empty()
-    {
-        return Err(format!("{}: empty path", origin("--web-config-file")));
+    opts.config_file = raw.config_file.clone();
+    opts.state_directory = raw.state_directory.clone();
+    for (flag, path) in [
+        ("--web-config-file", &opts.web_config_file),
+        ("--config-file", &opts.config_file),
+        ("--state-directory", &opts.state_directory),
+    ] {
+        if let Some(path) = path
+            && path.as_os_str().is_empty()
+        {
+            return Err(format!("{}: empty path", origin(flag)));
+        }
     }
 
-    opts.log_level = match raw.log_level.as_deref().unwrap_or("info") {
+    // Any case, and the Python names (`WARNING`, `CRITICAL`) earlier exporters used.
+    let level = raw.log_level.as_deref().unwrap_or("info").trim().to_ascii_lowercase();
+    opts.log_level = match level.as_str() {
         "debug" => log::LevelFilter::Debug,
         "info" => log::LevelFilter::Info,
-        "warn" => log::LevelFilter::Warn,
-        "error" => log::LevelFilter::Error,
-        other => {
+        "warn" | "warning" => log::LevelFilter::Warn,
+        "error" | "critical" => log::LevelFilter::Error,
+        _ => {
+            let other = raw.log_level.as_deref().unwrap_or_default();
             return Err(format!(
                 "{}: invalid log level {other:?} (use debug, info, warn or error)",
                 origin("--log-level")
@@ -658,10 +730,12 @@ fn validate_common(
         "--listen-address",
         raw_or_default(&raw.listen_address, &format!(":{}", info.default_port)),
     );
-    add(
-        "--web-config-file",
-        raw.web_config_file.as_ref().map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
-    );
+    let path_or_none = |p: &Option<PathBuf>| {
+        p.as_ref().map_or_else(|| "none".to_owned(), |p| p.display().to_string())
+    };
+    add("--web-config-file", path_or_none(&raw.web_config_file));
+    add("--config-file", path_or_none(&raw.config_file));
+    add("--state-directory", path_or_none(&raw.state_directory));
     add("--log-level", raw.log_level.clone().unwrap_or_else(|| "info".to_owned()));
     add("--log-format", raw.log_format.clone().unwrap_or_else(|| "logfmt".to_owned()));
     add("--timeout-offset", format!("{}s", opts.timeout_offset.as_secs_f64()));

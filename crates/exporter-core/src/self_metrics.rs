@@ -1,7 +1,7 @@
 //! The exporter's own metrics on `/metrics`: build info, process metrics and request
 //! counters, in a registry owned by one server (no global registry).
 
-use prometheus::{Encoder as _, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// `rustc --version` of the compiler that built exporter-core.
 pub(crate) const RUSTC_VERSION: &str = env!("EXPORTER_CORE_RUSTC_VERSION");
@@ -14,7 +14,13 @@ pub(crate) struct SelfMetrics {
     registry: Registry,
     requests: IntCounterVec,
     coalesced: IntCounter,
+    rejected: IntCounterVec,
+    reload_ok: IntGauge,
+    reload_time: Gauge,
 }
+
+/// The `reason` values of `<ns>_exporter_probe_rejected_total`.
+pub(crate) const REJECT_REASONS: [&str; 2] = ["invalid_target", "not_allowed"];
 
 impl SelfMetrics {
     pub(crate) fn new(namespace: &str, version: &str) -> anyhow::Result<SelfMetrics> {
@@ -46,10 +52,50 @@ impl SelfMetrics {
         )?;
         registry.register(Box::new(coalesced.clone()))?;
 
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                format!("{namespace}_exporter_probe_rejected_total"),
+                "/probe requests refused before any device was asked, by reason: \
+                 invalid_target (400) or not_allowed (403, outside --probe-allow).",
+            ),
+            &["reason"],
+        )?;
+        for reason in REJECT_REASONS {
+            rejected.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(rejected.clone()))?;
+
+        let reload_ok = IntGauge::new(
+            format!("{namespace}_exporter_config_last_reload_successful"),
+            "Whether the last configuration reload (SIGHUP or POST /-/reload) succeeded: 1, or \
+             0 while the exporter keeps running on the configuration before it.",
+        )?;
+        reload_ok.set(1);
+        registry.register(Box::new(reload_ok.clone()))?;
+        let reload_time = Gauge::new(
+            format!("{namespace}_exporter_config_last_reload_success_timestamp_seconds"),
+            "Unix time of the last successful configuration load (the start, or a reload).",
+        )?;
+        reload_time.set(unix_now());
+        registry.register(Box::new(reload_time.clone()))?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
 
-        Ok(SelfMetrics { registry, requests, coalesced })
+        Ok(SelfMetrics { registry, requests, coalesced, rejected, reload_ok, reload_time })
+    }
+
+    /// Counts one `/probe` refused for `reason` (one of [`REJECT_REASONS`]).
+    pub(crate) fn count_rejected(&self, reason: &str) {
+        self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Records the outcome of a configuration reload.
+    pub(crate) fn reloaded(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+        if ok {
+            self.reload_time.set(unix_now());
+        }
     }
 
     /// Counts one answered request.
@@ -72,6 +118,13 @@ impl SelfMetrics {
     }
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// `1.95.0` from `rustc 1.95.0 (hash date)`.
 pub(crate) fn rustc_short() -> &'static str {
     RUSTC_VERSION.split_whitespace().nth(1).unwrap_or(RUSTC_VERSION)
@@ -88,7 +141,22 @@ mod tests {
         m.count_request("/probe", 200);
         m.count_request("/probe", 200);
         m.count_coalesced();
+        m.count_rejected("not_allowed");
+        m.reloaded(false);
         let text = m.encode();
+        assert!(
+            text.contains("demo_exporter_probe_rejected_total{reason=\"not_allowed\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("demo_exporter_probe_rejected_total{reason=\"invalid_target\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("demo_exporter_config_last_reload_successful 0\n"), "{text}");
+        assert!(
+            text.contains("demo_exporter_config_last_reload_success_timestamp_seconds 1"),
+            "{text}"
+        );
         assert!(
             text.contains("demo_exporter_http_requests_total{code=\"200\",handler=\"/probe\"} 2\n"),
             "{text}"

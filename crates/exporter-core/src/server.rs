@@ -7,6 +7,7 @@
 
 use std::{
     convert::Infallible,
+    future::Future,
     net::SocketAddr,
     process::ExitCode,
     str::FromStr as _,
@@ -33,7 +34,7 @@ use tokio::{
 };
 
 use crate::{
-    Cli, Exporter, ServeOptions,
+    Cli, Exporter, ServeOptions, TargetError,
     coalesce::{Coalescer, Joined},
     deadline::{SCRAPE_TIMEOUT_HEADER, scrape_budget},
     options::{parse_listen_address, resolve_listen_address},
@@ -60,12 +61,32 @@ const PROBE_GRACE: Duration = Duration::from_millis(25);
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
+/// Every path the server answers (also the `handler` label of the request counter).
+const ROUTES: [&str; 7] = ["/", "/metrics", "/probe", "/sd", "/-/healthy", "/-/ready", "/-/reload"];
+
 /// A server started by [`spawn`].
-#[derive(Debug)]
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    reloader: Arc<dyn Reloader>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer").field("addrs", &self.addrs).finish_non_exhaustive()
+    }
+}
+
+/// The reload of a running server, without its exporter type.
+trait Reloader: Send + Sync {
+    fn reload(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+impl<E: Exporter> Reloader for App<E> {
+    fn reload(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(reload_config(self))
+    }
 }
 
 impl RunningServer {
@@ -77,6 +98,12 @@ impl RunningServer {
     /// Every bound address.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Reloads the configuration as SIGHUP and `POST /-/reload` do; `Err` is why the
+    /// running configuration was kept.
+    pub async fn reload(&self) -> Result<(), String> {
+        self.reloader.reload().await
     }
 
     /// Stops accepting, lets in-flight scrapes finish (at most 5 s), then calls
@@ -105,15 +132,16 @@ pub async fn spawn<E: Exporter>(exporter: E, opts: ServeOptions) -> anyhow::Resu
     let mut shown = opts.clone();
     let bound: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     shown.add_config("listening on", bound.join(", "));
-    let default_target = exporter.default_target().map(|t| t.to_string());
-    let landing =
-        crate::landing::render(E::NAMESPACE, E::DESCRIPTION, &shown, default_target.as_deref());
+    let landing = render_landing(&exporter, &shown);
     let app = Arc::new(App {
         exporter: Arc::new(exporter),
         coalescer: Arc::new(Coalescer::new(opts.max_concurrent_scrapes)),
         metrics,
         web,
-        landing: Bytes::from(landing),
+        landing: Mutex::new(landing),
+        shown,
+        reload_lock: tokio::sync::Mutex::new(()),
+        first_addr: addrs.first().map(ToString::to_string).unwrap_or_default(),
         tls_cache: Mutex::new(None),
         h1: http1_builder(),
         h2: http2_builder(),
@@ -130,8 +158,42 @@ pub async fn spawn<E: Exporter>(exporter: E, opts: ServeOptions) -> anyhow::Resu
         log::debug!(setting = key.as_str(), value = value.as_str(); "configuration");
     }
     let (stop, stop_rx) = watch::channel(false);
+    let reloader: Arc<dyn Reloader> = Arc::clone(&app) as Arc<dyn Reloader>;
     let task = tokio::spawn(run_server(app, listeners, stop_rx));
-    Ok(RunningServer { addrs, stop, task })
+    Ok(RunningServer { addrs, stop, task, reloader })
+}
+
+fn render_landing<E: Exporter>(exporter: &E, shown: &ServeOptions) -> Bytes {
+    let default_target = exporter.default_target().map(|t| t.to_string());
+    let targets = exporter.targets();
+    Bytes::from(crate::landing::render(
+        E::NAMESPACE,
+        E::DESCRIPTION,
+        shown,
+        default_target.as_deref(),
+        &targets,
+    ))
+}
+
+/// One reload at a time: the exporter re-reads its files; the outcome goes to the log and
+/// to `<ns>_exporter_config_last_reload_*`, and the landing page shows the new targets.
+async fn reload_config<E: Exporter>(app: &App<E>) -> Result<(), String> {
+    let _one_at_a_time = app.reload_lock.lock().await;
+    match app.exporter.reload().await {
+        Ok(()) => {
+            app.metrics.reloaded(true);
+            let landing = render_landing(&*app.exporter, &app.shown);
+            *app.landing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = landing;
+            log::info!("configuration reloaded");
+            Ok(())
+        }
+        Err(err) => {
+            app.metrics.reloaded(false);
+            let why = format!("{err:#}");
+            log::error!(err = why.as_str(); "configuration reload failed; keeping the running configuration");
+            Err(why)
+        }
+    }
 }
 
 /// Serves until SIGTERM or SIGINT, then shuts down gracefully. Notifies systemd when ready.
@@ -139,11 +201,20 @@ pub async fn serve<E: Exporter>(exporter: E, opts: ServeOptions) -> anyhow::Resu
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let server = spawn(exporter, opts).await?;
     sd_notify("READY=1");
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let which = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                log::info!(signal = "SIGHUP"; "reloading the configuration");
+                sd_notify("RELOADING=1");
+                let _ = server.reload().await;
+                sd_notify("READY=1");
+            }
+        }
     };
     log::info!(signal = which; "shutting down");
     sd_notify("STOPPING=1");
@@ -269,7 +340,13 @@ struct App<E: Exporter> {
     coalescer: Arc<Coalescer>,
     metrics: SelfMetrics,
     web: WebConfigWatcher,
-    landing: Bytes,
+    /// The landing page, rendered at start and after every successful reload.
+    landing: Mutex<Bytes>,
+    /// The options the landing page shows.
+    shown: ServeOptions,
+    reload_lock: tokio::sync::Mutex<()>,
+    /// The first bound address, for `/sd` answers to clients that send no `Host`.
+    first_addr: String,
     /// The TLS config with ALPN set, for the web config it was derived from.
     tls_cache: Mutex<Option<(Arc<WebConfig>, Arc<rustls::ServerConfig>)>>,
     h1: auto::Builder<TokioExecutor>,
@@ -455,10 +532,7 @@ async fn serve_connection<E: Exporter>(
 async fn handle<E: Exporter>(app: Arc<App<E>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let web = app.web.current();
     let path = req.uri().path();
-    let handler = match path {
-        "/" | "/metrics" | "/probe" | "/-/healthy" | "/-/ready" => path.to_owned(),
-        _ => "other".to_owned(),
-    };
+    let handler = if ROUTES.contains(&path) { path.to_owned() } else { "other".to_owned() };
     let head = req.method() == Method::HEAD;
     let mut resp = route(&app, &web, req).await;
     for (name, value) in &web.headers {
@@ -500,8 +574,22 @@ async fn route<E: Exporter>(
         return resp;
     }
     let path = req.uri().path();
-    if !matches!(path, "/" | "/metrics" | "/probe" | "/-/healthy" | "/-/ready") {
+    if !ROUTES.contains(&path) {
         return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if path == "/-/reload" {
+        if req.method() != Method::POST && req.method() != Method::PUT {
+            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "use POST or PUT to reload\n");
+            resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST, PUT"));
+            return resp;
+        }
+        return match reload_config(app).await {
+            Ok(()) => text(StatusCode::OK, "configuration reloaded\n"),
+            Err(why) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("reload failed, the running configuration is kept: {why}\n"),
+            ),
+        };
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp =
@@ -511,13 +599,16 @@ async fn route<E: Exporter>(
     }
     match path {
         "/" => {
-            let mut resp = Response::new(Full::new(app.landing.clone()));
+            let page =
+                app.landing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let mut resp = Response::new(Full::new(page));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             resp
         }
         "/metrics" => metrics_page(app, &req).await,
         "/probe" => probe_page(app, &req).await,
+        "/sd" => sd_page(app, &req, web).await,
         _ => text(StatusCode::OK, "OK\n"),
     }
 }
@@ -599,10 +690,21 @@ async fn probe_page<E: Exporter>(
         },
         _ => return text(StatusCode::BAD_REQUEST, "the debug parameter is given more than once\n"),
     };
-    let target = match E::Target::from_str(raw) {
+    let target = match app.exporter.resolve_target(raw).await {
         Ok(target) => target,
-        Err(err) => {
+        Err(TargetError::Invalid(err)) => {
+            app.metrics.count_rejected("invalid_target");
             return text(StatusCode::BAD_REQUEST, &format!("invalid target {raw:?}: {err:#}\n"));
+        }
+        Err(TargetError::NotAllowed(why)) => {
+            app.metrics.count_rejected("not_allowed");
+            log::warn!(target = raw; "probe refused: {why}");
+            return text(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "target {raw:?} is not allowed: {why}; configure it as a named target or add it to --probe-allow\n"
+                ),
+            );
         }
     };
     let deadline = Instant::now() + budget(app, req);
@@ -613,6 +715,60 @@ async fn probe_page<E: Exporter>(
         Ok(rendered) => exposition(req, rendered.text.clone()),
         Err(resp) => resp,
     }
+}
+
+/// `GET /sd`: Prometheus HTTP service discovery, one group per device, each scraped through
+/// this exporter's `/probe` with its own `instance` (the target) and labels.
+async fn sd_page<E: Exporter>(
+    app: &Arc<App<E>>,
+    req: &Request<Incoming>,
+    web: &Arc<WebConfig>,
+) -> Response<Full<Bytes>> {
+    let found = tokio::time::timeout(app.opts.scrape_timeout, app.exporter.sd_targets()).await;
+    let targets = match found {
+        Ok(Ok(targets)) => targets,
+        Ok(Err(err)) => {
+            log::warn!(err = format!("{err:#}").as_str(); "service discovery failed");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("cannot list the targets now: {err:#}\n"),
+            );
+        }
+        Err(_) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot list the targets now: timed out (--scrape-timeout)\n",
+            );
+        }
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .filter(|h| !h.is_empty() && h.len() <= 300 && !h.chars().any(char::is_control))
+        .unwrap_or_else(|| app.first_addr.clone());
+    let groups: Vec<serde_json::Value> = targets
+        .into_iter()
+        .map(|t| {
+            let mut labels = serde_json::Map::new();
+            for (name, value) in t.labels {
+                labels.insert(name, serde_json::Value::String(value));
+            }
+            labels.insert("__metrics_path__".to_owned(), "/probe".into());
+            labels.insert("__param_target".to_owned(), t.target.clone().into());
+            if web.tls.is_some() {
+                labels.insert("__scheme__".to_owned(), "https".into());
+            }
+            labels.insert("instance".to_owned(), t.target.into());
+            serde_json::json!({ "targets": [host.clone()], "labels": labels })
+        })
+        .collect();
+    let body = serde_json::Value::Array(groups).to_string();
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 fn budget<E: Exporter>(app: &App<E>, req: &Request<Incoming>) -> Duration {
