@@ -14,6 +14,9 @@
 //! - every landing page renders in headless Chromium (screenshot in `target/e2e/`; the DOM
 //!   names the exporter, `/metrics`, `/probe` and `/-/healthy`);
 //! - every query of every dashboard returns data (a short, justified allow-list aside);
+//! - every device is its own target through the exporters' `/sd` (named LinkHubs and Smart
+//!   Hub from config files, each gateway, each modem), with the config file's labels, and a
+//!   LinkHub taken down turns only its own `linkhub_up` to 0;
 //! - `LinkHubWeakSignal` becomes pending when the simulator's RSRP drops below -100 dBm (the
 //!   real rule, `for: 10m`: pending proves the expression and the rule, firing would take
 //!   ten minutes);
@@ -161,7 +164,7 @@ fn run(update_screenshot: bool) -> anyhow::Result<()> {
         let targets = prom.wait_targets_up(stack::target_count(&stack), Duration::from_secs(60))?;
         Ok(format!("{} targets up", targets.len()))
     });
-    check("simulator values", &mut || simulator_values(&prom, &stack));
+    check("simulator values", &mut || simulator_values(&prom));
     check("rules loaded", &mut || rules_loaded(&prom, &rules_dir, Duration::from_secs(20)));
     check("promtool check metrics", &mut || promtool_metrics(&mut group, &stack));
     check("landing pages", &mut || landing_pages(&mut group, &stack, &out_dir));
@@ -170,6 +173,7 @@ fn run(update_screenshot: bool) -> anyhow::Result<()> {
         dashboard_queries(&prom, &queries, ALLOWED_EMPTY, Duration::from_secs(30))
     });
     check("weak-signal alert", &mut || weak_signal(&prom, &linkhub_sim));
+    check("one device down", &mut || one_device_down(&prom, &stack));
     check("fleet", &mut || fleet.check(&mut group, &root));
     check("self-test", &mut || self_test(&mut group, &prom, &root, &out_dir));
 
@@ -233,22 +237,30 @@ fn expect_value(prom: &Prometheus, expr: &str, want: f64) -> anyhow::Result<()> 
 }
 
 /// Key series carry what the simulators serve.
-fn simulator_values(prom: &Prometheus, stack: &Stack) -> anyhow::Result<String> {
-    let linkhub = &stack.sim("linkhub")?.url;
-    let smarthub = &stack.sim("smarthub")?.url;
-    let mifi = &stack.sim("linkhub-mifi")?.url;
+fn simulator_values(prom: &Prometheus) -> anyhow::Result<String> {
     let checks: Vec<(String, f64)> = vec![
         ("linkhub_rsrp_dbm{job=\"linkhub\"}".to_owned(), RSRP_GOOD),
-        (format!("linkhub_rsrp_dbm{{job=\"linkhub-probe\",instance=\"{linkhub}\"}}"), RSRP_GOOD),
+        // The named targets, found through /sd, with the labels of the config file.
+        (
+            "linkhub_rsrp_dbm{job=\"linkhub-probe\",instance=\"home\",site=\"demo\",room=\"office\"}"
+                .to_owned(),
+            RSRP_GOOD,
+        ),
         (
             "linkhub_usage_monthly_limit_bytes{job=\"linkhub\"}".to_owned(),
             DATA_PLAN.parse().unwrap_or(0.0),
         ),
-        (format!("count(linkhub_battery_charge_ratio{{instance=\"{mifi}\"}})"), 1.0),
+        ("count(linkhub_battery_charge_ratio{instance=\"mifi\",room=\"car\"})".to_owned(), 1.0),
+        // The router has a password, the MiFi none: each target its own credentials.
+        ("linkhub_login_state{instance=\"home\",state=\"logged_in\"}".to_owned(), 1.0),
+        ("linkhub_login_state{instance=\"mifi\",state=\"no_credentials\"}".to_owned(), 1.0),
         ("count(ttn_gateway_info{job=\"ttn\"})".to_owned(), TTN_GATEWAYS as f64),
         ("ttn_up{job=\"ttn\"}".to_owned(), 1.0),
         ("smarthub_wan_connected{job=\"smarthub\"}".to_owned(), 1.0),
-        (format!("smarthub_wan_connected{{job=\"smarthub-probe\",instance=\"{smarthub}\"}}"), 1.0),
+        ("smarthub_wan_connected{job=\"smarthub-probe\",instance=\"hub\",site=\"demo\"}".to_owned(), 1.0),
+        // Every gateway and every modem is its own target through /sd.
+        ("count(ttn_up{job=\"ttn-probe\"} == 1)".to_owned(), TTN_GATEWAYS as f64),
+        ("count(modemmanager_up{job=\"modemmanager-probe\"} == 1)".to_owned(), 1.0),
         ("modemmanager_modems".to_owned(), 1.0),
         // The fake modem's State property is 8, MM_MODEM_STATE_REGISTERED.
         ("modemmanager_modem_state_code".to_owned(), 8.0),
@@ -539,6 +551,36 @@ fn weak_signal(prom: &Prometheus, linkhub_sim: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// Every device is its own target through /sd: with the MiFi's simulator refusing
+/// connections, only the MiFi's `linkhub_up` turns 0, the router's stays 1, and Prometheus'
+/// own `up` stays 1 for both (the exporter answered; the device did not).
+fn one_device_down(prom: &Prometheus, stack: &Stack) -> anyhow::Result<String> {
+    let mifi = &stack.sim("linkhub-mifi")?.url;
+    let set = |kind: &str| -> anyhow::Result<()> {
+        let (status, body) =
+            stack::post(&format!("{mifi}/_sim/fault?kind={kind}"), Duration::from_secs(5))?;
+        anyhow::ensure!(status == 200, "fault {kind} on the MiFi: HTTP {status}: {}", body.trim());
+        Ok(())
+    };
+    set("refuse")?;
+    let t = Instant::now();
+    let down = eventually(Duration::from_secs(30), || {
+        expect_value(prom, "linkhub_up{job=\"linkhub-probe\",instance=\"mifi\"}", 0.0)?;
+        expect_value(prom, "linkhub_up{job=\"linkhub-probe\",instance=\"home\"}", 1.0)?;
+        expect_value(prom, "up{job=\"linkhub-probe\",instance=\"mifi\"}", 1.0)?;
+        expect_value(prom, "up{job=\"linkhub-probe\",instance=\"home\"}", 1.0)
+    });
+    let seconds = t.elapsed().as_secs_f64();
+    set("none")?;
+    down?;
+    eventually(Duration::from_secs(30), || {
+        expect_value(prom, "linkhub_up{job=\"linkhub-probe\",instance=\"mifi\"}", 1.0)
+    })?;
+    Ok(format!(
+        "MiFi down: its linkhub_up 0 after {seconds:.1} s, the router's still 1; back to 1 after"
+    ))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fleet: two agents remote-writing to a central Prometheus.
 
@@ -597,7 +639,7 @@ impl Fleet {
                     group,
                     ("linkhub-exporter", "linkhub", &format!("{site}-linkhub-{n}")),
                     &["--target".to_owned(), sim_url],
-                    vec![],
+                    (Vec::new(), 0),
                 )?;
                 pending.push((index, exporter));
             }

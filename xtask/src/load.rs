@@ -312,7 +312,7 @@ impl Rig {
         args.extend(opts.exporter_args.iter().cloned());
         let program = bin_dir.join(kind.binary());
         let names = (kind.binary(), kind.namespace(), kind.short());
-        let (index, exporter) = stack::start_exporter_from(group, &program, names, &args, vec![])?;
+        let (index, exporter) = stack::start_exporter_from(group, &program, names, &args, (Vec::new(), 0))?;
         group.wait_http_ok(index, &format!("{}/-/healthy", exporter.url), secs(20))?;
         let pid = group.proc(index)?.pid();
         Ok(Rig {

@@ -63,14 +63,31 @@ pub fn parse_yaml<T: DeserializeOwned>(name: &str, text: &str) -> anyhow::Result
 
 /// Reads a secret file named in a config file or by a flag.
 ///
-/// A missing, unreadable or empty file is an error naming the file; a file that its group
-/// or others may read is logged as a warning (the secret is still used).
+/// A relative path names a systemd credential first: `home.password` is
+/// `$CREDENTIALS_DIRECTORY/home.password` when the unit loads such a credential
+/// (`LoadCredential=home.password:/etc/…`), else the path as given. A missing, unreadable or
+/// empty file is an error naming the file; a file that its group or others may read is
+/// logged as a warning (the secret is still used).
 pub fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
-    let secret = Secret::from_file(path)?;
-    if let Some(warning) = permission_warning(path) {
+    let path = credential_path(path, std::env::var_os("CREDENTIALS_DIRECTORY").as_deref());
+    let secret = Secret::from_file(&path)?;
+    if let Some(warning) = permission_warning(&path) {
         log::warn!(file = path.display().to_string().as_str(); "{warning}");
     }
     Ok(secret)
+}
+
+/// Where [`read_secret_file`] reads `path` from, given `$CREDENTIALS_DIRECTORY`.
+pub fn credential_path(path: &Path, credentials: Option<&std::ffi::OsStr>) -> std::path::PathBuf {
+    if path.is_relative()
+        && let Some(dir) = credentials
+    {
+        let candidate = Path::new(dir).join(path);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    path.to_path_buf()
 }
 
 /// The warning for a secret file readable by its group or others, if it is.
@@ -235,6 +252,19 @@ mod tests {
         assert!(read_secret_file(&path).unwrap_err().to_string().contains("is empty"));
         let err = read_secret_file(&dir.join("missing")).unwrap_err();
         assert!(format!("{err:#}").contains("cannot read secret file"), "{err:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn relative_secret_paths_name_systemd_credentials_first() {
+        let dir = std::env::temp_dir().join(format!("config-creds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("home.password"), "x\n").unwrap();
+        let creds = Some(dir.as_os_str());
+        assert_eq!(credential_path(Path::new("home.password"), creds), dir.join("home.password"));
+        assert_eq!(credential_path(Path::new("other"), creds), Path::new("other"));
+        assert_eq!(credential_path(Path::new("/etc/x/pw"), creds), Path::new("/etc/x/pw"));
+        assert_eq!(credential_path(Path::new("home.password"), None), Path::new("home.password"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

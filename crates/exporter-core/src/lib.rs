@@ -19,6 +19,7 @@ mod landing;
 pub mod logging;
 mod options;
 mod probe_allow;
+mod process;
 mod scrape;
 mod self_metrics;
 mod server;

@@ -1,5 +1,6 @@
-//! The exporter's own metrics on `/metrics`: build info, process metrics and request
-//! counters, in a registry owned by one server (no global registry).
+//! The exporter's own metrics on `/metrics`: build info, request counters and the reload
+//! state, in a registry owned by one server (no global registry), and the `process_*`
+//! metrics (`process.rs`).
 
 use prometheus::{Encoder as _, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -79,9 +80,6 @@ impl SelfMetrics {
         reload_time.set(unix_now());
         registry.register(Box::new(reload_time.clone()))?;
 
-        #[cfg(target_os = "linux")]
-        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-
         Ok(SelfMetrics { registry, requests, coalesced, rejected, reload_ok, reload_time })
     }
 
@@ -114,7 +112,9 @@ impl SelfMetrics {
         if let Err(err) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             log::error!("cannot encode the exporter's own metrics: {err}");
         }
-        String::from_utf8(buf).unwrap_or_default()
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        crate::process::Process::read_self().encode(&mut text);
+        text
     }
 }
 

@@ -408,3 +408,36 @@ async fn sighup_reloads_the_configuration() {
     assert!(!serving.is_finished(), "SIGHUP must not stop the exporter");
     serving.abort();
 }
+
+#[tokio::test]
+async fn process_cpu_seconds_are_fractional() {
+    let setup = Setup::new("cpu").await;
+    setup.write_good(&[]);
+    let exporter = Named::new(setup.config(), &[]).unwrap();
+    let server = exporter_core::spawn(exporter, ServeOptions::for_test(INFO)).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    // The kernel counts CPU time in 1/100 s: a whole-second value can happen once, but not
+    // twenty times in a row while the process keeps working. The integer counter of the
+    // prometheus crate's collector read a whole number every time.
+    let mut values = Vec::new();
+    for _ in 0..20 {
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < Duration::from_millis(15) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let (_, metrics) = get(&format!("{base}/metrics")).await;
+        let cpu = sample(&metrics, "process_cpu_seconds_total").expect("process_cpu_seconds_total");
+        assert!(metrics.contains("# TYPE process_cpu_seconds_total counter\n"), "{metrics}");
+        assert!(sample(&metrics, "process_resident_memory_bytes").unwrap() > 0.0);
+        assert!(sample(&metrics, "process_start_time_seconds").unwrap() > 1.6e9);
+        assert!(sample(&metrics, "process_open_fds").unwrap() > 0.0);
+        values.push(cpu);
+        if cpu.fract() != 0.0 {
+            break;
+        }
+    }
+    assert!(values.iter().any(|v| v.fract() != 0.0), "never fractional: {values:?}");
+    server.shutdown().await;
+}
