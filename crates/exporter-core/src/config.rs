@@ -66,8 +66,8 @@ pub fn parse_yaml<T: DeserializeOwned>(name: &str, text: &str) -> anyhow::Result
 /// A relative path names a systemd credential first: `home.password` is
 /// `$CREDENTIALS_DIRECTORY/home.password` when the unit loads such a credential
 /// (`LoadCredential=home.password:/etc/…`), else the path as given. A missing, unreadable or
-/// empty file is an error naming the file; a file that its group or others may read is
-/// logged as a warning (the secret is still used).
+/// empty file is an error naming the file; a file that others may read is logged as a
+/// warning (the secret is still used; a group-readable `root:exporter 0640` file is fine).
 pub fn read_secret_file(path: &Path) -> anyhow::Result<Secret> {
     let path = credential_path(path, std::env::var_os("CREDENTIALS_DIRECTORY").as_deref());
     let secret = Secret::from_file(&path)?;
@@ -90,16 +90,15 @@ pub fn credential_path(path: &Path, credentials: Option<&std::ffi::OsStr>) -> st
     path.to_path_buf()
 }
 
-/// The warning for a secret file readable by its group or others, if it is.
+/// The warning for a secret file that others (not only its owner and group) may read.
 pub fn permission_warning(path: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o044 != 0).then(|| {
+    (mode & 0o004 != 0).then(|| {
         format!(
-            "secret file {} is readable by {} (mode {:o}); make it readable by the exporter \
-             only, e.g. chmod 600",
+            "secret file {} is readable by others (mode {:o}); make it readable by the \
+             exporter only, e.g. chmod 600 (or 640 with the exporter's group)",
             path.display(),
-            if mode & 0o004 != 0 { "others" } else { "its group" },
             mode & 0o777
         )
     })
@@ -247,7 +246,7 @@ mod tests {
         let warning = permission_warning(&path).unwrap();
         assert!(warning.contains("readable by others") && !warning.contains("s3cret"), "{warning}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(permission_warning(&path).unwrap().contains("its group"));
+        assert_eq!(permission_warning(&path), None, "group-readable is a normal set-up");
         std::fs::write(&path, "").unwrap();
         assert!(read_secret_file(&path).unwrap_err().to_string().contains("is empty"));
         let err = read_secret_file(&dir.join("missing")).unwrap_err();
