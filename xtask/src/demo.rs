@@ -76,6 +76,9 @@ impl Demo {
         for e in &stack.exporters {
             println!("  {:<18} {}/", e.binary, e.url);
             println!("  {:<18} {}/metrics", "", e.url);
+            if e.sd_targets > 0 {
+                println!("  {:<18} {}/sd (one target per device, for http_sd_configs)", "", e.url);
+            }
             for t in &e.probe_targets {
                 println!("  {:<18} {}/probe?target={}", "", e.url, stack::urlencode(t));
             }
