@@ -10,7 +10,8 @@ use libfuzzer_sys::fuzz_target;
 use smarthub_exporter::{
     devices_from_js,
     js::{ByteSize, JsLimits},
-    mesh_from_js, metrics,
+    mesh_from_js,
+    metrics::{self, LanSelection},
 };
 use uplink_fuzz::{check_exposition, scrape};
 
@@ -21,10 +22,10 @@ fuzz_target!(|body: &[u8]| {
     let deadline = Instant::now() + Duration::from_millis(100);
     let mut out = scrape("smarthub");
     if let Ok(list) = devices_from_js(&text, LIMITS, deadline) {
-        metrics::devices(&mut out, &list);
+        metrics::devices(&mut out, &list, LanSelection { include_inactive: true, max: 64 });
     }
     if let Ok(mesh) = mesh_from_js(&text, LIMITS, deadline) {
-        metrics::mesh(&mut out, &mesh);
+        metrics::mesh(&mut out, &mesh, LanSelection { include_inactive: true, max: 64 });
     }
     check_exposition(&out);
 });

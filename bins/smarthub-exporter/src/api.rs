@@ -143,6 +143,9 @@ pub struct Device {
     pub interface: String,
     pub ipv6: String,
     pub ipv6_link_local: String,
+    /// `time_last_active` as the hub wrote it (`2024/06/03 21:40:17`, the hub's local time;
+    /// `1981/…` before the hub's clock was set). Only used to rank devices for the cap.
+    pub last_active: String,
 }
 
 /// One entry of `rate`.
@@ -222,8 +225,19 @@ impl Station {
 }
 
 /// The globals and fields read from `cgi_basicMyDevice.js`.
-pub const DEVICE_FIELDS: &[&str] =
-    &["mac", "hostname", "ip", "name", "activity", "os", "device", "port", "ipv6", "ipv6_ll"];
+pub const DEVICE_FIELDS: &[&str] = &[
+    "mac",
+    "hostname",
+    "ip",
+    "name",
+    "activity",
+    "os",
+    "device",
+    "port",
+    "ipv6",
+    "ipv6_ll",
+    "time_last_active",
+];
 /// The fields of `rate` entries.
 pub const RATE_FIELDS: &[&str] = &["mac", "app", "tx", "rx"];
 /// The fields of `owl_tplg` entries.
@@ -293,6 +307,116 @@ pub fn parse_wan_xml(xml: &str) -> anyhow::Result<WanConn> {
     values.into_wan()
 }
 
+/// The hub's slow facts from `GET /cgi/cgi_basicStatus.js` (spec §5, §15.7).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BasicStatus {
+    /// `fw_ver`, e.g. `v0.37.00.00000-BT (Tue Mar  5 10:11:12 2024)`.
+    pub firmware: Option<String>,
+    /// `serial_no`, e.g. `+068341+NQ00000000` (an identifier).
+    pub serial: Option<String>,
+    /// `fw_update_time`, the hub's local time `2024/03/19 03:12:44`.
+    pub firmware_update_time: Option<String>,
+    /// `sysuptime`: seconds since the hub booted.
+    pub sysuptime: Option<u64>,
+}
+
+/// Reads `cgi_basicStatus.js` without running it: the `var NAME = <literal>;` statements
+/// whose literal is a string, number or array are read, anything else (the page's
+/// `parseInt(…) && parseInt(…)` expressions, the `linestatus` object) is skipped.
+///
+/// Fails on an HTML page and on a script that defines none of `fw_ver`, `serial_no` and
+/// `sysuptime` (not the status page); a single missing value is an absent series.
+pub fn parse_basic_status(body: &str) -> anyhow::Result<BasicStatus> {
+    if let Some(kind) = crate::client::html_kind(body) {
+        bail!("the hub answered with {kind} instead of the script");
+    }
+    let mut status = BasicStatus::default();
+    for stmt in js_statements(body) {
+        let Some((name, expr)) = var_statement(stmt) else { continue };
+        let slot = match name {
+            "fw_ver" => &mut status.firmware,
+            "serial_no" => &mut status.serial,
+            "fw_update_time" => &mut status.firmware_update_time,
+            "sysuptime" => {
+                status.sysuptime = match parse_js_literal(expr) {
+                    Ok(Lit::Str(v)) => decode(&v).trim().parse().ok(),
+                    _ => None,
+                };
+                continue;
+            }
+            _ => continue,
+        };
+        if let Ok(Lit::Str(v)) = parse_js_literal(expr) {
+            let v = decode(&v).trim().to_owned();
+            *slot = Some(v).filter(|v| !v.is_empty());
+        }
+    }
+    if status.firmware.is_none() && status.serial.is_none() && status.sysuptime.is_none() {
+        bail!("the script defines none of fw_ver, serial_no and sysuptime");
+    }
+    Ok(status)
+}
+
+/// Splits a script into its top-level statements: at `;` or a line end outside strings and
+/// brackets; `//` comments are dropped. Never fails (an unterminated string or bracket ends
+/// the last statement at the end of the text).
+fn js_statements(body: &str) -> Vec<&str> {
+    let bytes = body.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut depth = 0usize;
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while let Some(&c) = bytes.get(i) {
+        match quote {
+            Some(q) => {
+                if c == q {
+                    quote = None;
+                } else if c == b'\\' {
+                    i += 1;
+                }
+            }
+            None => match c {
+                b'\'' | b'"' => quote = Some(c),
+                b'[' | b'{' | b'(' => depth += 1,
+                b']' | b'}' | b')' => depth = depth.saturating_sub(1),
+                b'/' if depth == 0 && bytes.get(i + 1) == Some(&b'/') => {
+                    if let Some(s) = body.get(start..i) {
+                        out.push(s);
+                    }
+                    let end =
+                        body.get(i..).and_then(|r| r.find('\n')).map_or(bytes.len(), |n| i + n);
+                    start = end;
+                    i = end;
+                    continue;
+                }
+                b';' | b'\n' if depth == 0 => {
+                    if let Some(s) = body.get(start..i) {
+                        out.push(s);
+                    }
+                    start = i + 1;
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    if let Some(s) = body.get(start..) {
+        out.push(s);
+    }
+    out.into_iter().map(str::trim).filter(|s| !s.is_empty()).collect()
+}
+
+/// `var name = expr` (or `name = expr`) → `(name, expr)`.
+fn var_statement(stmt: &str) -> Option<(&str, &str)> {
+    let rest = stmt.strip_prefix("var ").unwrap_or(stmt).trim_start();
+    let (name, expr) = rest.split_once('=')?;
+    let name = name.trim();
+    let ident = !name.is_empty()
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$');
+    ident.then_some((name, expr.trim()))
+}
+
 /// Converts the records of `known_device_list` and `rate` into a [`DeviceList`].
 pub fn device_list(devices: &[Record], rates: &[Record]) -> anyhow::Result<DeviceList> {
     let mut list = DeviceList::default();
@@ -316,6 +440,7 @@ pub fn device_list(devices: &[Record], rates: &[Record]) -> anyhow::Result<Devic
             interface: f("port").unwrap_or_default(),
             ipv6: f("ipv6").unwrap_or_default(),
             ipv6_link_local: f("ipv6_ll").unwrap_or_default(),
+            last_active: f("time_last_active").unwrap_or_default(),
         });
     }
     for (i, rec) in rates.iter().enumerate() {

@@ -26,6 +26,15 @@ impl HubUrl {
         &self.0
     }
 
+    /// The host part (a name, an IPv4 address or an IPv6 address in brackets).
+    pub fn host(&self) -> &str {
+        let rest = self.0.split_once("://").map_or(self.0.as_str(), |(_, r)| r);
+        if let Some(end) = rest.find(']') {
+            return rest.get(..=end).unwrap_or(rest);
+        }
+        rest.split(':').next().unwrap_or(rest)
+    }
+
     /// The Referer sent with every request.
     pub fn referer(&self) -> String {
         format!("{}{REFERER_PAGE}", self.0)
@@ -190,6 +199,9 @@ mod tests {
             "https://bthomehub.home"
         );
         assert_eq!("http://[::1]:80".parse::<HubUrl>().unwrap().as_str(), "http://[::1]");
+        assert_eq!("http://[::1]:8080".parse::<HubUrl>().unwrap().host(), "[::1]");
+        assert_eq!("http://127.0.0.1:8080".parse::<HubUrl>().unwrap().host(), "127.0.0.1");
+        assert_eq!("bthomehub.home".parse::<HubUrl>().unwrap().host(), "bthomehub.home");
         for bad in ["", "ftp://x", "http://x/path", "http://u:p@x", "http://x?q=1", "http://"] {
             assert!(bad.parse::<HubUrl>().is_err(), "{bad}");
         }

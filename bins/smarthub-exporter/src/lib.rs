@@ -5,27 +5,45 @@
 //!   `wan_active_idx`, its session, link, bytes and rates, and the DSL line;
 //! - `GET /cgi/cgi_basicMyDevice.js` (collector `devices`): the LAN device list and per-device
 //!   byte counters;
-//! - `GET /cgi/cgi_owl.js` (collector `mesh`): the hub, its discs and the stations they serve.
+//! - `GET /cgi/cgi_owl.js` (collector `mesh`): the hub, its discs and the stations they serve;
+//! - `GET /cgi/cgi_basicStatus.js` (collector `status`): firmware, serial number and boot
+//!   time, only once per `--static-ttl` or after the hub restarted ([`statics`]).
 //!
-//! The two scripts are evaluated in a sandboxed QuickJS ([`js`]); `--no-lan-devices` turns
-//! both pages, and all JavaScript, off. Module map: [`client`] fetches, [`api`] parses,
-//! [`metrics`] renders.
+//! The device list and mesh scripts are evaluated in a sandboxed QuickJS ([`js`]);
+//! `--lan-devices=none` turns both pages, and all JavaScript, off. `cgi_basicStatus.js` is
+//! only read for its literals, never run. Module map: [`client`] fetches, [`api`] parses,
+//! [`metrics`] renders, [`statics`] caches the slow facts, [`targets`] reads `--config-file`
+//! (named hubs) and resolves `/probe?target=`.
 
 pub mod api;
 pub mod client;
 pub mod js;
 pub mod metrics;
+pub mod statics;
+pub mod targets;
 
-use std::{fmt, str::FromStr, sync::Arc, time::Duration, time::Instant};
+use std::{
+    fmt,
+    path::PathBuf,
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::{Context as _, bail};
 use argh::{ArgsInfo, FromArgs};
-use exporter_core::{Exporter, ExporterInfo, Scrape, timed};
+use exporter_core::{
+    Exporter, ExporterInfo, ProbeAllow, Scrape, SdTarget, TargetError, TargetInfo, Timed,
+    config::Live, timed,
+};
 
 use crate::{
     api::{DEVICE_FIELDS, NODE_FIELDS, RATE_FIELDS, STATION_FIELDS},
     client::{HubClient, HubUrl},
     js::{ByteSize, Extract, JsLimits},
+    metrics::{DEFAULT_LAN_DEVICES_MAX, LanSelection},
+    statics::{Facts, Plan, StaticCache},
+    targets::{LanDefaults, Target, Targets},
 };
 
 /// What the core needs to know about this binary.
@@ -45,6 +63,10 @@ pub const WAN_PATH: &str = "/nonAuth/wan_conn.xml";
 pub const DEVICES_PATH: &str = "/cgi/cgi_basicMyDevice.js";
 /// Mesh (discs and stations) script.
 pub const MESH_PATH: &str = "/cgi/cgi_owl.js";
+/// Status script: firmware, serial number, uptime.
+pub const STATUS_PATH: &str = "/cgi/cgi_basicStatus.js";
+/// The default of `--static-ttl`.
+pub const DEFAULT_STATIC_TTL: Duration = Duration::from_secs(600);
 
 /// What is read from `cgi_basicMyDevice.js`.
 pub const DEVICE_EXTRACTS: &[Extract] = &[
@@ -66,9 +88,36 @@ pub struct Flags {
     #[argh(option)]
     pub target: Option<HubUrl>,
 
-    /// do not fetch the device list and mesh pages, and so run no JavaScript at all
+    /// which LAN devices and mesh clients get series of their own: active (the default,
+    /// those connected now), all (every device the hub remembers) or none (the device list
+    /// and mesh pages are not fetched, so no JavaScript runs at all)
+    #[argh(option)]
+    pub lan_devices: Option<LanDevices>,
+
+    /// the same as --lan-devices=none
     #[argh(switch)]
     pub no_lan_devices: bool,
+
+    /// most LAN devices with series of their own, and most mesh clients (default 256);
+    /// beyond it the most recently active are kept and the rest counted in
+    /// smarthub_lan_devices_dropped
+    #[argh(option, default = "DEFAULT_LAN_DEVICES_MAX")]
+    pub lan_devices_max: usize,
+
+    /// how long the firmware version, serial number and boot time read from
+    /// cgi_basicStatus.js are cached, e.g. 10m (the default), 1h or 30s (0s: every scrape);
+    /// they are read again at once when the hub restarted
+    #[argh(option, default = "Ttl(DEFAULT_STATIC_TTL)")]
+    pub static_ttl: Ttl,
+
+    /// add the hub's serial number to smarthub_info (an identifier; off by default)
+    #[argh(switch)]
+    pub expose_identifiers: bool,
+
+    /// restrict /probe of addresses that are not named targets (nor --target) to these
+    /// networks (CIDR), addresses, host names or *.domain (repeatable; default: any address)
+    #[argh(option)]
+    pub probe_allow: Vec<String>,
 
     /// memory limit of the sandboxed JavaScript engine per evaluation, e.g. 16MiB (the
     /// default), 512KiB, 32MB or a plain number of bytes; at least 1MiB
@@ -85,57 +134,270 @@ impl Default for Flags {
     fn default() -> Self {
         Flags {
             target: None,
+            lan_devices: None,
             no_lan_devices: false,
+            lan_devices_max: DEFAULT_LAN_DEVICES_MAX,
+            static_ttl: Ttl(DEFAULT_STATIC_TTL),
+            expose_identifiers: false,
+            probe_allow: Vec::new(),
             js_memory_limit: JsLimits::default().memory,
             js_timeout: Timeout(JsLimits::default().timeout),
         }
     }
 }
 
-/// The exporter: one hub by default (`--target`), any hub through `/probe?target=`.
+impl Flags {
+    /// `--lan-devices`, with `--no-lan-devices` as `none`; an error when they contradict.
+    pub fn lan_mode(&self) -> anyhow::Result<LanDevices> {
+        match (self.lan_devices, self.no_lan_devices) {
+            (None, false) => Ok(LanDevices::Active),
+            (None, true) | (Some(LanDevices::None), _) => Ok(LanDevices::None),
+            (Some(mode), false) => Ok(mode),
+            (Some(mode), true) => bail!(
+                "--no-lan-devices contradicts --lan-devices={mode} (--no-lan-devices means \
+                 --lan-devices=none; give one of them)"
+            ),
+        }
+    }
+}
+
+/// `--lan-devices`: which LAN devices and mesh clients get series of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LanDevices {
+    /// Those the hub reports as connected now.
+    Active,
+    /// Every device the hub remembers.
+    All,
+    /// None: the device list and mesh pages are not fetched.
+    None,
+}
+
+impl LanDevices {
+    /// The render selection, `None` when the pages are not read at all.
+    pub fn selection(self, max: usize) -> Option<LanSelection> {
+        match self {
+            LanDevices::Active => Some(LanSelection { include_inactive: false, max }),
+            LanDevices::All => Some(LanSelection { include_inactive: true, max }),
+            LanDevices::None => None,
+        }
+    }
+}
+
+impl FromStr for LanDevices {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<LanDevices> {
+        match s.trim() {
+            "active" => Ok(LanDevices::Active),
+            "all" => Ok(LanDevices::All),
+            "none" => Ok(LanDevices::None),
+            other => bail!("invalid LAN device selection {other:?} (use active, all or none)"),
+        }
+    }
+}
+
+impl fmt::Display for LanDevices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LanDevices::Active => "active",
+            LanDevices::All => "all",
+            LanDevices::None => "none",
+        })
+    }
+}
+
+/// The exporter: one hub by default (`--target`), the named hubs of `--config-file`, and any
+/// hub `--probe-allow` permits through `/probe?target=`.
 #[derive(Debug)]
 pub struct Smarthub {
+    /// For `--target` and named hubs.
     client: HubClient,
-    target: HubUrl,
-    lan_devices: bool,
+    /// For ad-hoc addresses: refuses addresses outside `--probe-allow` when connecting.
+    adhoc_client: HubClient,
+    allow: ProbeAllow,
+    /// `--target` (or `SMARTHUB_TARGET`, `SMARTHUB_HOST`) when given.
+    flag_target: Option<HubUrl>,
+    /// The LAN settings of the flags: for `--target`, ad-hoc hubs, and what entries leave out.
+    lan: LanDefaults,
+    config_file: Option<PathBuf>,
+    named: Live<Targets>,
+    expose_identifiers: bool,
+    statics: StaticCache,
     js: JsLimits,
     /// One JavaScript evaluation at a time, process-wide (see [`js::new_gate`]).
     js_gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl Smarthub {
-    /// Builds the exporter from its flags; reads `SMARTHUB_HOST` as described on `--target`.
-    pub fn new(flags: Flags) -> anyhow::Result<Smarthub> {
+    /// Builds the exporter from its flags and `--config-file`; reads `SMARTHUB_HOST` as
+    /// described on `--target`.
+    pub fn new(flags: Flags, config_file: Option<PathBuf>) -> anyhow::Result<Smarthub> {
         let http = exporter_core::client::http_client(&INFO).context("build the HTTP client")?;
         let host = std::env::var("SMARTHUB_HOST").ok();
-        Smarthub::with_client(flags, host.as_deref(), http)
+        Smarthub::with_config(flags, config_file, host.as_deref(), http)
     }
 
-    /// Builds the exporter with a given HTTP client and `SMARTHUB_HOST` value (for tests).
+    /// Builds the exporter without a config file, with a given HTTP client and `SMARTHUB_HOST`
+    /// value (for tests).
     pub fn with_client(
         flags: Flags,
         smarthub_host: Option<&str>,
         http: reqwest::Client,
     ) -> anyhow::Result<Smarthub> {
+        Smarthub::with_config(flags, None, smarthub_host, http)
+    }
+
+    /// Builds the exporter with a config file, a given HTTP client for configured hubs and a
+    /// `SMARTHUB_HOST` value (for tests).
+    pub fn with_config(
+        flags: Flags,
+        config_file: Option<PathBuf>,
+        smarthub_host: Option<&str>,
+        http: reqwest::Client,
+    ) -> anyhow::Result<Smarthub> {
+        let lan = LanDefaults { mode: flags.lan_mode()?, max: flags.lan_devices_max };
+        let allow = ProbeAllow::parse(&flags.probe_allow).context("--probe-allow")?;
+        let adhoc_http = if allow.is_empty() {
+            http.clone()
+        } else {
+            exporter_core::client::http_client_restricted(&INFO, Arc::new(allow.clone()))
+                .context("build the HTTP client for --probe-allow")?
+        };
+        let named = match &config_file {
+            Some(path) => Targets::load(path, lan)?,
+            None => Targets::default(),
+        };
         Ok(Smarthub {
             client: HubClient::new(http),
-            target: resolve_target(flags.target, smarthub_host)?,
-            lan_devices: !flags.no_lan_devices,
+            adhoc_client: HubClient::new(adhoc_http),
+            allow,
+            flag_target: explicit_target(flags.target, smarthub_host)?,
+            lan,
+            config_file,
+            named: Live::new(named),
+            expose_identifiers: flags.expose_identifiers,
+            statics: StaticCache::new(flags.static_ttl.0),
             js: JsLimits { memory: flags.js_memory_limit, timeout: flags.js_timeout.0 },
             js_gate: js::new_gate(),
         })
     }
 
-    async fn wan(&self, hub: &HubUrl, deadline: Instant) -> anyhow::Result<api::WanConn> {
-        let body =
-            self.client.get(hub, WAN_PATH, deadline).await.context("GET /nonAuth/wan_conn.xml")?;
-        api::parse_wan_xml(&body).context("parse wan_conn.xml")
+    /// The hub of `/metrics`: `--target` when given; else the one named hub of a config file
+    /// with exactly one; else, without a config file, the default address.
+    fn default_hub(&self, named: &Targets) -> Option<Target> {
+        if let Some(url) = &self.flag_target {
+            return Some(Target::address(url.clone(), self.lan, false));
+        }
+        if self.config_file.is_some() {
+            let mut only = named.named.values();
+            return match (only.next(), only.next()) {
+                (Some(n), None) => Some(Target::named(n)),
+                _ => None,
+            };
+        }
+        let url = DEFAULT_TARGET.parse().ok()?;
+        Some(Target::address(url, self.lan, false))
     }
 
-    async fn devices(&self, hub: &HubUrl, deadline: Instant) -> anyhow::Result<api::DeviceList> {
+    fn client_for(&self, target: &Target) -> &HubClient {
+        if target.adhoc { &self.adhoc_client } else { &self.client }
+    }
+
+    /// `cgi_basicStatus.js`: the facts, stamped with the clocks of the reading.
+    async fn status(&self, target: &Target, deadline: Instant) -> anyhow::Result<Facts> {
         let body = self
-            .client
-            .get(hub, DEVICES_PATH, deadline)
+            .client_for(target)
+            .get(&target.url, STATUS_PATH, deadline)
+            .await
+            .context("GET /cgi/cgi_basicStatus.js")?;
+        let read_at = Instant::now();
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        let status = api::parse_basic_status(&body).context("read cgi_basicStatus.js")?;
+        let boot_time = status.sysuptime.map(|up| (wall - up as f64).round());
+        Ok(Facts { status, read_at, boot_time })
+    }
+
+    /// Records a read of `cgi_basicStatus.js` as the `status` collector and caches it.
+    fn record_status(&self, out: &mut Scrape, hub: &str, read: Timed<Facts>) {
+        match &read.result {
+            Ok(facts) => self.statics.store(hub, facts.clone()),
+            Err(e) => self.statics.failed(hub, format!("{e:#}"), Instant::now()),
+        }
+        out.record(read);
+    }
+
+    /// The `status` collector of one scrape: read the page when due (concurrently with the
+    /// other pages, in `read`), or when `wan` shows the hub restarted; otherwise the cache.
+    async fn status_after_wan(
+        &self,
+        out: &mut Scrape,
+        target: &Target,
+        plan: Plan,
+        read: Option<Timed<Facts>>,
+        wan_uptime: Option<(u64, Instant)>,
+    ) {
+        let key = target.url.as_str();
+        if let Some(read) = read {
+            self.record_status(out, key, read);
+        } else if let Some((up, at)) = wan_uptime
+            && self.statics.restarted(key, up, at)
+        {
+            out.note(format!(
+                "status: wan_conn.xml's sysuptime {up} does not match the cached boot: the hub \
+                 restarted, reading cgi_basicStatus.js again"
+            ));
+            self.statics.forget(key);
+            let read = timed("status", out.deadline(), self.status(target, out.deadline())).await;
+            self.record_status(out, key, read);
+        } else {
+            match plan {
+                Plan::Cached { age } => out.note(format!(
+                    "status: cached facts of cgi_basicStatus.js, read {:.0}s ago (--static-ttl {})",
+                    age.as_secs_f64(),
+                    Ttl(self.statics.ttl())
+                )),
+                Plan::Wait { error, retry_in } => {
+                    out.record(Timed::<()> {
+                        name: "status",
+                        elapsed: Duration::ZERO,
+                        result: Err(anyhow::anyhow!(
+                            "{error} (the last read failed; asked again in {:.0}s)",
+                            retry_in.as_secs_f64()
+                        )),
+                    });
+                }
+                Plan::Read => {}
+            }
+        }
+        if let Some(facts) = self.statics.facts(key) {
+            let view = metrics::HubFacts {
+                status: &facts.status,
+                boot_time: facts.boot_time,
+                age_seconds: facts.read_at.elapsed().as_secs_f64().floor(),
+            };
+            metrics::hub_facts(out, &view, self.expose_identifiers);
+        }
+    }
+
+    /// `wan_conn.xml`, and when it arrived (for the restart check).
+    async fn wan(
+        &self,
+        target: &Target,
+        deadline: Instant,
+    ) -> anyhow::Result<(api::WanConn, Instant)> {
+        let body = self
+            .client_for(target)
+            .get(&target.url, WAN_PATH, deadline)
+            .await
+            .context("GET /nonAuth/wan_conn.xml")?;
+        let at = Instant::now();
+        Ok((api::parse_wan_xml(&body).context("parse wan_conn.xml")?, at))
+    }
+
+    async fn devices(&self, target: &Target, deadline: Instant) -> anyhow::Result<api::DeviceList> {
+        let body = self
+            .client_for(target)
+            .get(&target.url, DEVICES_PATH, deadline)
             .await
             .context("GET /cgi/cgi_basicMyDevice.js")?;
         let limits = self.js;
@@ -143,9 +405,12 @@ impl Smarthub {
         self.sandboxed(move || devices_from_js(&body, limits, js_deadline)).await
     }
 
-    async fn mesh(&self, hub: &HubUrl, deadline: Instant) -> anyhow::Result<api::Mesh> {
-        let body =
-            self.client.get(hub, MESH_PATH, deadline).await.context("GET /cgi/cgi_owl.js")?;
+    async fn mesh(&self, target: &Target, deadline: Instant) -> anyhow::Result<api::Mesh> {
+        let body = self
+            .client_for(target)
+            .get(&target.url, MESH_PATH, deadline)
+            .await
+            .context("GET /cgi/cgi_owl.js")?;
         let limits = self.js;
         let js_deadline = js_deadline(deadline);
         self.sandboxed(move || mesh_from_js(&body, limits, js_deadline)).await
@@ -193,38 +458,108 @@ impl Exporter for Smarthub {
     const NAMESPACE: &'static str = "smarthub";
     const DESCRIPTION: &'static str =
         "Prometheus exporter for the BT Smart Hub 2: WAN, DSL line, LAN devices and mesh discs";
-    type Target = HubUrl;
+    type Target = Target;
 
-    fn default_target(&self) -> Option<HubUrl> {
-        Some(self.target.clone())
+    fn default_target(&self) -> Option<Target> {
+        self.default_hub(&self.named.load())
     }
 
-    async fn probe(&self, target: &HubUrl, out: &mut Scrape) -> anyhow::Result<()> {
+    /// A name of `--config-file`, an address one of its entries or `--target` has (that
+    /// entry), or another address: ad hoc, with the flags' settings, if `--probe-allow`
+    /// permits it.
+    async fn resolve_target(&self, raw: &str) -> Result<Target, TargetError> {
+        let named = self.named.load();
+        if let Some(n) = named.named.get(raw.trim()) {
+            return Ok(Target::named(n));
+        }
+        let url: HubUrl = raw.parse().map_err(TargetError::Invalid)?;
+        if let Some(n) = named.by_address(&url) {
+            return Ok(Target::named(n));
+        }
+        if let Some(default) = self.default_hub(&named).filter(|d| d.url == url) {
+            return Ok(default);
+        }
+        self.allow.check(url.host()).await.map_err(TargetError::NotAllowed)?;
+        Ok(Target::address(url, self.lan, true))
+    }
+
+    async fn probe(&self, target: &Target, out: &mut Scrape) -> anyhow::Result<()> {
         let d = out.deadline();
-        if self.lan_devices {
-            let (wan, devices, mesh) = tokio::join!(
-                timed("wan", d, self.wan(target, d)),
-                timed("devices", d, self.devices(target, d)),
-                timed("mesh", d, self.mesh(target, d)),
-            );
-            if let Some(w) = out.record(wan) {
-                note_slot(out, &w);
-                metrics::wan(out, &w);
+        let plan = self.statics.plan(target.url.as_str(), Instant::now());
+        let read_status = plan == Plan::Read;
+        let lan = target.lan;
+        let (wan, status, devices, mesh) = tokio::join!(
+            timed("wan", d, self.wan(target, d)),
+            async {
+                match read_status {
+                    true => Some(timed("status", d, self.status(target, d)).await),
+                    false => None,
+                }
+            },
+            async {
+                match lan {
+                    Some(_) => Some(timed("devices", d, self.devices(target, d)).await),
+                    None => None,
+                }
+            },
+            async {
+                match lan {
+                    Some(_) => Some(timed("mesh", d, self.mesh(target, d)).await),
+                    None => None,
+                }
+            },
+        );
+        let mut wan_uptime = None;
+        if let Some((w, at)) = out.record(wan) {
+            note_slot(out, &w);
+            metrics::wan(out, &w);
+            wan_uptime = w.sysuptime.map(|up| (up, at));
+        }
+        self.status_after_wan(out, target, plan, status, wan_uptime).await;
+        if let Some(sel) = lan {
+            if let Some(list) = devices.and_then(|t| out.record(t)) {
+                metrics::devices(out, &list, sel);
             }
-            if let Some(list) = out.record(devices) {
-                metrics::devices(out, &list);
-            }
-            if let Some(m) = out.record(mesh) {
-                metrics::mesh(out, &m);
-            }
-        } else {
-            let wan = timed("wan", d, self.wan(target, d)).await;
-            if let Some(w) = out.record(wan) {
-                note_slot(out, &w);
-                metrics::wan(out, &w);
+            if let Some(m) = mesh.and_then(|t| out.record(t)) {
+                metrics::mesh(out, &m, sel);
             }
         }
         Ok(())
+    }
+
+    /// Re-reads `--config-file`; a bad file keeps the running configuration.
+    async fn reload(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.config_file else { return Ok(()) };
+        let targets = Targets::load(path, self.lan)?;
+        self.named.store(targets);
+        Ok(())
+    }
+
+    fn targets(&self) -> Vec<TargetInfo> {
+        self.named
+            .load()
+            .named
+            .values()
+            .map(|n| TargetInfo {
+                name: n.name.clone(),
+                settings: vec![
+                    ("address".to_owned(), n.url.to_string()),
+                    ("lan_devices".to_owned(), n.lan.mode.to_string()),
+                    ("lan_devices_max".to_owned(), n.lan.max.to_string()),
+                ],
+                labels: n.labels.clone(),
+            })
+            .collect()
+    }
+
+    async fn sd_targets(&self) -> anyhow::Result<Vec<SdTarget>> {
+        Ok(self
+            .named
+            .load()
+            .named
+            .values()
+            .map(|n| SdTarget { target: n.name.clone(), labels: n.labels.clone() })
+            .collect())
     }
 }
 
@@ -239,13 +574,24 @@ fn note_slot(out: &mut Scrape, w: &api::WanConn) {
 
 /// `--target` (flag or `SMARTHUB_TARGET`), else `SMARTHUB_HOST`, else the default.
 pub fn resolve_target(flag: Option<HubUrl>, smarthub_host: Option<&str>) -> anyhow::Result<HubUrl> {
+    match explicit_target(flag, smarthub_host)? {
+        Some(url) => Ok(url),
+        None => DEFAULT_TARGET.parse(),
+    }
+}
+
+/// `--target` (flag or `SMARTHUB_TARGET`), else `SMARTHUB_HOST`, when one is given.
+fn explicit_target(
+    flag: Option<HubUrl>,
+    smarthub_host: Option<&str>,
+) -> anyhow::Result<Option<HubUrl>> {
     if let Some(t) = flag {
-        return Ok(t);
+        return Ok(Some(t));
     }
-    if let Some(host) = smarthub_host.filter(|h| !h.trim().is_empty()) {
-        return host.parse().context("SMARTHUB_HOST");
+    match smarthub_host.filter(|h| !h.trim().is_empty()) {
+        Some(host) => Ok(Some(host.parse().context("SMARTHUB_HOST")?)),
+        None => Ok(None),
     }
-    DEFAULT_TARGET.parse()
 }
 
 /// A duration given as `1s`, `500ms`, `1.5s`, `2m`.
@@ -282,6 +628,45 @@ impl fmt::Display for Timeout {
     }
 }
 
+/// A cache lifetime given as `10m`, `1h`, `30s` or `0s` (up to 24h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl(pub Duration);
+
+impl FromStr for Ttl {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Ttl> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().with_context(|| format!("invalid duration {s:?} (e.g. 10m)"))?;
+        let secs = match unit {
+            "s" => Some(n),
+            "m" => n.checked_mul(60),
+            "h" => n.checked_mul(3600),
+            "" => bail!("duration {s:?} needs a unit (s, m or h)"),
+            other => bail!("invalid duration unit {other:?} in {s:?} (use s, m or h)"),
+        };
+        match secs {
+            Some(secs) if secs <= 24 * 3600 => Ok(Ttl(Duration::from_secs(secs))),
+            _ => bail!("duration {s:?} must be at most 24h"),
+        }
+    }
+}
+
+impl fmt::Display for Ttl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        if s > 0 && s.is_multiple_of(3600) {
+            write!(f, "{}h", s / 3600)
+        } else if s > 0 && s.is_multiple_of(60) {
+            write!(f, "{}m", s / 60)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -307,6 +692,33 @@ mod tests {
         assert!("0s".parse::<Timeout>().is_err());
         assert!("1h".parse::<Timeout>().is_err());
         assert_eq!(Timeout(Duration::from_millis(500)).to_string(), "500ms");
+    }
+
+    #[test]
+    fn ttls_parse() {
+        assert_eq!("10m".parse::<Ttl>().unwrap().0, Duration::from_secs(600));
+        assert_eq!("1h".parse::<Ttl>().unwrap().0, Duration::from_secs(3600));
+        assert_eq!("0s".parse::<Ttl>().unwrap().0, Duration::ZERO);
+        for bad in ["10", "1d", "25h", "-1m", "m", "99999999999999999999h"] {
+            assert!(bad.parse::<Ttl>().is_err(), "{bad}");
+        }
+        assert_eq!(Ttl(Duration::from_secs(600)).to_string(), "10m");
+        assert_eq!(Ttl(Duration::from_secs(90)).to_string(), "90s");
+    }
+
+    #[test]
+    fn lan_device_flags() {
+        let mode = |args: &[&str]| Flags::from_args(&["x"], args).unwrap().lan_mode();
+        assert_eq!(mode(&[]).unwrap(), LanDevices::Active);
+        assert_eq!(mode(&["--lan-devices", "all"]).unwrap(), LanDevices::All);
+        assert_eq!(mode(&["--lan-devices", "none"]).unwrap(), LanDevices::None);
+        assert_eq!(mode(&["--no-lan-devices"]).unwrap(), LanDevices::None);
+        assert_eq!(mode(&["--no-lan-devices", "--lan-devices", "none"]).unwrap(), LanDevices::None);
+        assert!(mode(&["--no-lan-devices", "--lan-devices", "active"]).is_err());
+        assert!(Flags::from_args(&["x"], &["--lan-devices", "some"]).is_err());
+        let f = Flags::from_args(&["x"], &[]).unwrap();
+        assert_eq!((f.lan_devices_max, f.static_ttl.0), (256, Duration::from_secs(600)));
+        assert!(!f.expose_identifiers);
     }
 
     #[test]

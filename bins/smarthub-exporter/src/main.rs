@@ -7,5 +7,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    exporter_core::run(cli, |flags, _opts| smarthub_exporter::Smarthub::new(flags))
+    exporter_core::run(cli, |flags, opts| {
+        smarthub_exporter::Smarthub::new(flags, opts.config_file.clone())
+    })
 }

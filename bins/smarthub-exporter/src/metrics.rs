@@ -5,7 +5,7 @@
 
 use exporter_core::Scrape;
 
-use crate::api::{DeviceList, DslLine, Mesh, WanConn};
+use crate::api::{BasicStatus, Device, DeviceList, DslLine, Mesh, Station, WanConn};
 
 /// The WAN metrics of the live slot, and the DSL line when the hub has one in use.
 pub fn wan(out: &mut Scrape, w: &WanConn) {
@@ -153,13 +153,71 @@ pub fn dsl_line(out: &mut Scrape, d: &DslLine) {
     }
 }
 
-/// The LAN device list and per-device byte counters.
-pub fn devices(out: &mut Scrape, list: &DeviceList) {
-    out.gauge("lan_devices", "Devices the hub remembers (known_device_list), connected or not.")
-        .sample(&[], list.devices.len() as f64);
-    out.gauge("lan_devices_active", "Devices the hub reports as connected now (activity 1).")
-        .sample(&[], list.devices.iter().filter(|d| d.active == Some(true)).count() as f64);
-    for d in &list.devices {
+/// Which LAN devices and mesh stations get series of their own (`--lan-devices`,
+/// `--lan-devices-max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LanSelection {
+    /// Every remembered device (`all`), or only those connected now (`active`).
+    pub include_inactive: bool,
+    /// Most devices (and, separately, mesh stations) with series of their own.
+    pub max: usize,
+}
+
+impl Default for LanSelection {
+    fn default() -> Self {
+        LanSelection { include_inactive: false, max: DEFAULT_LAN_DEVICES_MAX }
+    }
+}
+
+/// The default of `--lan-devices-max`.
+pub const DEFAULT_LAN_DEVICES_MAX: usize = 256;
+
+/// The devices that get series of their own, in the hub's order, and how many candidates
+/// the cap left out.
+///
+/// Candidates are the connected devices (`activity` 1), or every remembered device when
+/// `include_inactive`. Beyond `max`, connected devices are kept first, then the most
+/// recently active by `time_last_active` (a value that is not `YYYY/MM/DD HH:MM:SS` ranks
+/// last), then the hub's order.
+pub fn select_devices(list: &DeviceList, sel: LanSelection) -> (Vec<&Device>, usize) {
+    let candidates: Vec<(usize, &Device)> = list
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| sel.include_inactive || d.active == Some(true))
+        .collect();
+    if candidates.len() <= sel.max {
+        return (candidates.into_iter().map(|(_, d)| d).collect(), 0);
+    }
+    let mut ranked = candidates.clone();
+    ranked.sort_by(|(ia, a), (ib, b)| {
+        let (ka, kb) = (rank_key(a), rank_key(b));
+        kb.cmp(&ka).then(ia.cmp(ib))
+    });
+    let mut kept: Vec<(usize, &Device)> = ranked.into_iter().take(sel.max).collect();
+    kept.sort_by_key(|(i, _)| *i);
+    let dropped = candidates.len() - kept.len();
+    (kept.into_iter().map(|(_, d)| d).collect(), dropped)
+}
+
+/// The LAN device list: totals, and per-device series for the selected devices.
+pub fn devices(out: &mut Scrape, list: &DeviceList, sel: LanSelection) {
+    let active = list.devices.iter().filter(|d| d.active == Some(true)).count();
+    out.gauge(
+        "lan_devices",
+        "Devices the hub remembers (known_device_list): state=\"known\" all of them, connected \
+         or not; state=\"active\" those it reports as connected now (activity 1).",
+    )
+    .sample(&[("state", "known")], list.devices.len() as f64)
+    .sample(&[("state", "active")], active as f64);
+    let (kept, dropped) = select_devices(list, sel);
+    out.gauge(
+        "lan_devices_dropped",
+        "Devices left without series of their own because of --lan-devices-max (the most \
+         recently active are kept).",
+    )
+    .sample(&[], dropped as f64);
+    for d in &kept {
         let id =
             [("mac", d.mac.as_str()), ("hostname", d.hostname.as_str()), ("ip", d.ip.as_str())];
         out.gauge(
@@ -181,14 +239,7 @@ pub fn devices(out: &mut Scrape, list: &DeviceList) {
             "A device the hub remembers: friendly name, type, OS fingerprint, interface (port) and IPv6 addresses.",
             &info,
         );
-    }
-    for r in &list.rates {
-        let dev = list.devices.iter().find(|d| d.mac == r.mac);
-        let id = [
-            ("mac", r.mac.as_str()),
-            ("hostname", dev.map_or("", |d| d.hostname.as_str())),
-            ("ip", dev.map_or("", |d| d.ip.as_str())),
-        ];
+        let Some(r) = list.rates.iter().find(|r| r.mac == d.mac) else { continue };
         out.counter(
             "lan_device_download_bytes_total",
             "Bytes the device received through the hub (rate rx), counted since the hub restarted.",
@@ -202,8 +253,76 @@ pub fn devices(out: &mut Scrape, list: &DeviceList) {
     }
 }
 
+/// Connected first, then the most recent `time_last_active`.
+fn rank_key(d: &Device) -> (bool, &str) {
+    (d.active == Some(true), last_active_key(&d.last_active))
+}
+
+/// `2024/06/03 21:40:17` as a sortable key; anything else ranks below every valid time.
+fn last_active_key(text: &str) -> &str {
+    let b = text.as_bytes();
+    let valid = b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'/',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        });
+    if valid { text } else { "" }
+}
+
+/// The hub's slow facts from `cgi_basicStatus.js`, as cached by the exporter.
+#[derive(Debug, Clone, Copy)]
+pub struct HubFacts<'a> {
+    pub status: &'a BasicStatus,
+    /// Unix time of the boot: the exporter's clock at the reading minus `sysuptime`.
+    pub boot_time: Option<f64>,
+    /// Seconds since the page was read.
+    pub age_seconds: f64,
+}
+
+/// Firmware, serial number (only with `expose_identifiers`) and boot time of the hub.
+pub fn hub_facts(out: &mut Scrape, f: &HubFacts<'_>, expose_identifiers: bool) {
+    let s = f.status;
+    if s.firmware.is_some() || (expose_identifiers && s.serial.is_some()) {
+        let mut labels = vec![
+            ("firmware", s.firmware.as_deref().unwrap_or("")),
+            ("firmware_update_time", s.firmware_update_time.as_deref().unwrap_or("")),
+        ];
+        if expose_identifiers {
+            labels.push(("serial", s.serial.as_deref().unwrap_or("")));
+        }
+        // `smarthub_info`: the family is named "info", so `Scrape::info` (which wants a
+        // name ending in `_info`) does not apply; the full name does end in `_info`.
+        out.gauge(
+            "info",
+            "The hub's firmware (cgi_basicStatus.js fw_ver), the hub-local time it was installed \
+             (fw_update_time) and, only with --expose-identifiers, its serial number (serial_no); \
+             value 1. Cached: read once per --static-ttl, and again when the hub restarts.",
+        )
+        .sample(&labels, 1.0);
+    }
+    out.gauge(
+        "boot_time_seconds",
+        "Unix time at which the hub booted: the exporter's clock when it read cgi_basicStatus.js \
+         minus the hub's sysuptime (seconds since boot) in it. Cached: read once per \
+         --static-ttl, and again when wan_conn.xml's sysuptime shows the hub restarted.",
+    )
+    .sample_opt(&[], f.boot_time);
+    out.gauge(
+        "static_age_seconds",
+        "Seconds since cgi_basicStatus.js was last read: smarthub_info and \
+         smarthub_boot_time_seconds are cached values this old.",
+    )
+    .sample(&[], f.age_seconds);
+}
+
 /// The hub and its discs (`owl_tplg`) and the stations they serve (`owl_station`).
-pub fn mesh(out: &mut Scrape, m: &Mesh) {
+///
+/// Stations follow the device selection: only online ones unless `sel.include_inactive`, at
+/// most `sel.max` (online first, then the hub's order), the rest counted in
+/// `smarthub_mesh_stations_dropped`.
+pub fn mesh(out: &mut Scrape, m: &Mesh, sel: LanSelection) {
     out.gauge("mesh_nodes", "Access points in the mesh: the hub and its discs (owl_tplg).")
         .sample(&[], m.nodes.len() as f64);
     for n in &m.nodes {
@@ -246,7 +365,24 @@ pub fn mesh(out: &mut Scrape, m: &Mesh) {
     }
     out.gauge("mesh_stations", "Clients the mesh knows (owl_station), online or not.")
         .sample(&[], m.stations.len() as f64);
-    for s in &m.stations {
+    let mut candidates: Vec<(usize, &Station)> = m
+        .stations
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| sel.include_inactive || s.online == Some(true))
+        .collect();
+    let total = candidates.len();
+    if total > sel.max {
+        candidates.sort_by_key(|(i, s)| (s.online != Some(true), *i));
+        candidates.truncate(sel.max);
+        candidates.sort_by_key(|(i, _)| *i);
+    }
+    out.gauge(
+        "mesh_stations_dropped",
+        "Mesh clients left without series of their own because of --lan-devices-max.",
+    )
+    .sample(&[], (total - candidates.len()) as f64);
+    for (_, s) in candidates {
         let id = [("mac", s.mac.as_str())];
         out.info(
             "mesh_station_info",

@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 use common::{collector, rig, value};
 use device_sim::{
     http::{Fault, HttpDevice as _},
-    smarthub::{DEVICES_PATH, OWL_PATH, Profile, WAN_PATH},
+    smarthub::{DEVICES_PATH, OWL_PATH, Profile, STATUS_PATH, WAN_PATH},
 };
 use exporter_core::{Exporter as _, Scrape};
-use smarthub_exporter::{Flags, INFO, Smarthub};
+use smarthub_exporter::{Flags, INFO, LanDevices, Smarthub};
 
 #[tokio::test]
 async fn vdsl_reports_the_slot_1_link_connected_with_its_rates() {
-    let rig = rig(Profile::Vdsl, Flags::default()).await;
+    // Every remembered device, so the inactive one with the trickiest name is listed too.
+    let flags = Flags { lan_devices: Some(LanDevices::All), ..Flags::default() };
+    let rig = rig(Profile::Vdsl, flags).await;
     let (_, text) = rig.probe(None).await;
     assert_eq!(value(&text, "smarthub_up"), Some(1.0), "{text}");
     for c in ["wan", "devices", "mesh"] {
@@ -36,7 +38,7 @@ async fn vdsl_reports_the_slot_1_link_connected_with_its_rates() {
     assert_eq!(value(&text, "smarthub_dsl_snr_margin_db{direction=\"downstream\"}"), Some(6.2));
     let uptime = value(&text, "smarthub_uptime_seconds").unwrap();
     assert_eq!(value(&text, "smarthub_wan_connection_uptime_seconds"), Some(uptime - 96.0));
-    assert_eq!(value(&text, "smarthub_lan_devices"), Some(6.0));
+    assert_eq!(value(&text, "smarthub_lan_devices{state=\"known\"}"), Some(6.0));
     assert!(
         text.contains(r#"smarthub_lan_device_info{mac="AA:BB:CC:00:00:04",hostname="Zoë-laptop",ip="192.168.1.90",name="Kids \"Den\" TV\\1""#),
         "{text}"
@@ -85,11 +87,11 @@ async fn a_device_that_leaves_vanishes_and_the_empty_list_works() {
     let (_, after) = rig.probe(None).await;
     assert!(!after.contains("AA:BB:CC:00:00:02"), "{after}");
     assert!(!after.contains("Tom's iPhone"), "{after}");
-    assert_eq!(value(&after, "smarthub_lan_devices"), Some(5.0));
+    assert_eq!(value(&after, "smarthub_lan_devices{state=\"known\"}"), Some(5.0));
     rig.hub.control("devices", "empty").unwrap();
     let (_, empty) = rig.probe(None).await;
     assert_eq!(collector(&empty, "devices"), Some(1.0), "{empty}");
-    assert_eq!(value(&empty, "smarthub_lan_devices"), Some(0.0), "{empty}");
+    assert_eq!(value(&empty, "smarthub_lan_devices{state=\"known\"}"), Some(0.0), "{empty}");
     assert!(!empty.contains("smarthub_lan_device_info"), "{empty}");
     assert!(!empty.contains("smarthub_mesh_station_info"), "{empty}");
 }
@@ -166,6 +168,7 @@ async fn fifty_concurrent_scrapes_cause_one_round_of_hub_requests() {
     assert_eq!(rig.requests(WAN_PATH), 1);
     assert_eq!(rig.requests(DEVICES_PATH), 1);
     assert_eq!(rig.requests(OWL_PATH), 1);
+    assert_eq!(rig.requests(STATUS_PATH), 1);
 }
 
 #[tokio::test]

@@ -8,7 +8,12 @@ use exporter_core::{
     Scrape,
     testing::{assert_golden, promtool_check_metrics},
 };
-use smarthub_exporter::{api, devices_from_js, js::JsLimits, mesh_from_js, metrics};
+use smarthub_exporter::{
+    api, devices_from_js,
+    js::JsLimits,
+    mesh_from_js,
+    metrics::{self, LanSelection},
+};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
@@ -159,9 +164,10 @@ fn device_list_with_tricky_names() {
     assert_eq!(list.rates[0].mac, "AA:BB:CC:00:00:01", "rate MACs are upper-cased to join");
     assert_eq!((list.rates[0].tx, list.rates[0].rx), (Some(5_368_709_120), Some(912_345_678_901)));
     let mut out = scrape();
-    metrics::devices(&mut out, &list);
+    metrics::devices(&mut out, &list, LanSelection { include_inactive: true, max: 256 });
     let text = out.encode();
-    assert!(text.contains("smarthub_lan_devices 5\n"), "{text}");
+    assert!(text.contains("smarthub_lan_devices{state=\"known\"} 5\n"), "{text}");
+    assert!(text.contains("smarthub_lan_devices{state=\"active\"} 3\n"), "{text}");
     assert!(
         text.contains(
             "smarthub_lan_device_download_bytes_total{mac=\"AA:BB:CC:00:00:01\",hostname=\"nas-01\",ip=\"192.168.1.64\"} 912345678901\n"
@@ -173,7 +179,25 @@ fn device_list_with_tricky_names() {
         !text.contains("download_bytes_total{mac=\"AA:BB:CC:00:00:03\""),
         "a device without a rate entry has no made-up 0 counter:\n{text}"
     );
+    golden("devices_all.prom", &text);
+
+    // The default (--lan-devices=active): only the three connected devices have series.
+    let mut out = scrape();
+    metrics::devices(&mut out, &list, LanSelection::default());
+    let text = out.encode();
+    assert!(text.contains("smarthub_lan_devices{state=\"known\"} 5\n"), "{text}");
+    assert!(text.contains("smarthub_lan_devices_dropped 0\n"), "{text}");
+    assert!(!text.contains("AA:BB:CC:00:00:03") && !text.contains("AA:BB:CC:00:00:04"), "{text}");
     golden("devices.prom", &text);
+
+    // A cap of 2: the two most recently active of the three connected devices.
+    let mut out = scrape();
+    metrics::devices(&mut out, &list, LanSelection { include_inactive: true, max: 2 });
+    let text = out.encode();
+    assert!(text.contains("smarthub_lan_devices_dropped 3\n"), "{text}");
+    assert!(text.contains("hostname=\"nas-01\""), "21:40:17, the latest: {text}");
+    assert!(text.contains("hostname=\"BT-WiFi-Disc-1a2b\""), "21:40:05: {text}");
+    assert!(!text.contains("hostname=\"Tom's iPhone\""), "21:39:58: {text}");
 }
 
 #[test]
@@ -182,9 +206,9 @@ fn empty_device_list() {
         .unwrap();
     assert!(list.devices.is_empty() && list.rates.is_empty());
     let mut out = scrape();
-    metrics::devices(&mut out, &list);
+    metrics::devices(&mut out, &list, LanSelection::default());
     let text = out.encode();
-    assert!(text.contains("smarthub_lan_devices 0\n"), "{text}");
+    assert!(text.contains("smarthub_lan_devices{state=\"known\"} 0\n"), "{text}");
     golden("devices_empty.prom", &text);
 }
 
@@ -204,7 +228,7 @@ fn mesh_with_a_disc_and_stations() {
     assert_eq!(m.stations[1].signal_dbm, Some(-54));
     assert_eq!(m.stations[3].online, Some(false));
     let mut out = scrape();
-    metrics::mesh(&mut out, &m);
+    metrics::mesh(&mut out, &m, LanSelection { include_inactive: true, max: 256 });
     let text = out.encode();
     assert!(
         text.contains("smarthub_mesh_station_signal_dbm{mac=\"AA:BB:CC:00:00:02\"} -54\n"),
@@ -219,6 +243,18 @@ fn mesh_with_a_disc_and_stations() {
         "wired: {text}"
     );
     golden("mesh.prom", &text);
+    let mut out = scrape();
+    metrics::mesh(&mut out, &m, LanSelection::default());
+    let text = out.encode();
+    assert!(
+        !text.contains("smarthub_mesh_station_info{mac=\"AA:BB:CC:00:00:04\""),
+        "offline: {text}"
+    );
+    assert!(text.contains("smarthub_mesh_stations 4\n"), "{text}");
+    let mut out = scrape();
+    metrics::mesh(&mut out, &m, LanSelection { include_inactive: true, max: 1 });
+    let text = out.encode();
+    assert!(text.contains("smarthub_mesh_stations_dropped 3\n"), "{text}");
 }
 
 #[test]
@@ -241,4 +277,47 @@ fn scripts_that_are_not_device_lists_fail() {
         mesh_from_js("var owl_tplg=[null];", JsLimits::default(), soon()).unwrap_err()
     );
     assert!(err.contains("owl_station"), "{err}");
+}
+
+#[test]
+fn basic_status_is_read_without_running_it() {
+    let s = api::parse_basic_status(&fixture("cgi_basicStatus.js")).unwrap();
+    assert_eq!(s.firmware.as_deref(), Some("v0.37.00.00000-BT (Tue Mar  5 10:11:12 2024)"));
+    assert_eq!(s.serial.as_deref(), Some("+068341+NQ00000000"));
+    assert_eq!(s.firmware_update_time.as_deref(), Some("2024/03/19 03:12:44"));
+    assert_eq!(s.sysuptime, Some(1_209_733));
+    let facts = |boot| metrics::HubFacts { status: &s, boot_time: boot, age_seconds: 42.0 };
+    let mut out = scrape();
+    metrics::hub_facts(&mut out, &facts(Some(1_700_000_000.0)), false);
+    let text = out.encode();
+    assert!(!text.contains("serial=\""), "identifiers only with --expose-identifiers: {text}");
+    assert!(text.contains("smarthub_boot_time_seconds 1700000000\n"), "{text}");
+    golden("status.prom", &text);
+    let mut out = scrape();
+    metrics::hub_facts(&mut out, &facts(None), true);
+    let text = out.encode();
+    assert!(text.contains("serial=\"+068341+NQ00000000\""), "{text}");
+    assert!(!text.contains("boot_time_seconds 0"), "no made-up boot time: {text}");
+    golden("status_identifiers.prom", &text);
+}
+
+#[test]
+fn basic_status_quirks_and_broken_pages() {
+    // Statements without semicolons, comments, the parseInt expressions, a truncated end.
+    let s = api::parse_basic_status(
+        "// header\nvar fw_ver = \"v1%2E0\"\nvar x = parseInt(\"1\") || parseInt(\"0\");\nvar sysuptime = '77'\nvar linestatus = [{\n state: 'UP'",
+    )
+    .unwrap();
+    assert_eq!((s.firmware.as_deref(), s.sysuptime, s.serial), (Some("v1.0"), Some(77), None));
+    let s = api::parse_basic_status("var sysuptime = 'soon';\nvar serial_no = \"A%3BB\";").unwrap();
+    assert_eq!((s.sysuptime, s.serial.as_deref()), (None, Some("A;B")), "not a number: absent");
+    for bad in [
+        "",
+        "<!DOCTYPE html><html><body>Forbidden</body></html>",
+        "var known_device_list=[null];",
+        "var fw_ver = parseInt(\"1\");",
+    ] {
+        let err = format!("{:#}", api::parse_basic_status(bad).unwrap_err());
+        assert!(!err.is_empty(), "{bad:?}");
+    }
 }

@@ -1,16 +1,22 @@
 //! The BT Smart Hub 2 simulator (spec `smarthub.md`).
 //!
-//! It serves the three pages the exporter reads, in the hub's formats: `GET
+//! It serves the four pages the exporter reads, in the hub's formats: `GET
 //! /nonAuth/wan_conn.xml` (XML whose attributes hold JavaScript arrays of `%XX`-encoded,
 //! `;`-separated slot strings), `GET /cgi/cgi_basicMyDevice.js` (the device list script, with
-//! the ~480 `addCfg` lines of a real hub) and `GET /cgi/cgi_owl.js` (hub, disc and stations).
+//! the ~480 `addCfg` lines of a real hub), `GET /cgi/cgi_owl.js` (hub, disc and stations) and
+//! `GET /cgi/cgi_basicStatus.js` (firmware, serial number, uptime and the WAN lists, spec
+//! §5 and §15.7, with its double-quoted scalars and `parseInt` expression statements).
 //!
 //! What it models:
 //! - WAN profiles: `fttp` (Ethernet WAN, slot 0), `vdsl` (slot 1, with DSL line statistics)
 //!   and `down` (hub just rebooted, nothing connected, `wan_active_idx` 1);
 //! - byte counters that grow on every request, and an uptime clock that follows real time;
-//! - device lists with tricky names (`'`, `"`, `\`, `%`, non-ASCII, an empty hostname) or
-//!   empty (`[null]`), and devices that leave (`leave=MAC`);
+//!   `reboot` restarts the clock (and the counters), `firmware=TEXT` changes `fw_ver`;
+//! - device lists with tricky names (`'`, `"`, `\`, `%`, non-ASCII, an empty hostname),
+//!   empty (`[null]`) or long (`many:N`, a busy network's hundreds of remembered devices, a
+//!   few of them active), and devices that leave (`leave=MAC`);
+//! - a firmware without `cgi_basicStatus.js` (`status=missing`, 404) or answering it with an
+//!   HTML page (`status=html`);
 //! - firmware since 2022: `/cgi/*.js` answer 403 without a Referer (`referer=cgi`, the
 //!   default; `all` also guards the XML; `off` checks nothing);
 //! - a login page instead of data (`login=page`) or a redirect to it (`login=redirect`);
@@ -39,6 +45,16 @@ pub const WAN_PATH: &str = "/nonAuth/wan_conn.xml";
 pub const DEVICES_PATH: &str = "/cgi/cgi_basicMyDevice.js";
 /// The mesh script.
 pub const OWL_PATH: &str = "/cgi/cgi_owl.js";
+/// The status script (firmware, serial number, uptime).
+pub const STATUS_PATH: &str = "/cgi/cgi_basicStatus.js";
+/// `fw_ver` until `firmware=` changes it (spec §15.7).
+pub const FIRMWARE: &str = "v0.37.00.00000-BT (Tue Mar  5 10:11:12 2024)";
+/// `serial_no` (spec §15.7, scrubbed).
+pub const SERIAL: &str = "+068341+NQ00000000";
+/// `fw_update_time`, the hub's local time.
+pub const FIRMWARE_UPDATE_TIME: &str = "2024/03/19 03:12:44";
+/// The hub's uptime when it serves its first page after `reboot`.
+pub const UPTIME_AFTER_REBOOT: u64 = 120;
 /// The login page `login=redirect` sends clients to.
 pub const LOGIN_PATH: &str = "/login.htm";
 
@@ -134,6 +150,17 @@ pub enum Referer {
     Off,
 }
 
+/// What `cgi_basicStatus.js` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMode {
+    /// The real page.
+    Ok,
+    /// 404, as on a firmware without the page.
+    Missing,
+    /// A 200 HTML page.
+    Html,
+}
+
 /// A device the hub remembers, decoded (the simulator encodes it as the hub does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimDevice {
@@ -148,6 +175,8 @@ pub struct SimDevice {
     pub port: String,
     pub ipv6: String,
     pub ipv6_ll: String,
+    /// `time_last_active`, the hub's local time `YYYY/MM/DD HH:MM:SS`.
+    pub last_active: String,
     /// Byte counters `(tx, rx)` when the hub has a `rate` entry (growing per request).
     pub rate: Option<(u64, u64)>,
     /// How the mesh sees it, when it does.
@@ -179,7 +208,11 @@ struct State {
     lan: LanMode,
     login: Login,
     referer: Referer,
+    status: StatusMode,
+    firmware: String,
     started: Instant,
+    /// The uptime at `started` after a `reboot` (the profile's own before).
+    uptime_base: Option<u64>,
     /// Requests answered per page, driving the growing counters.
     wan_ticks: u64,
     lan_ticks: u64,
@@ -201,7 +234,10 @@ impl SmartHub {
                 lan: LanMode::Ok,
                 login: Login::Off,
                 referer: Referer::Cgi,
+                status: StatusMode::Ok,
+                firmware: FIRMWARE.to_owned(),
                 started: Instant::now(),
+                uptime_base: None,
                 wan_ticks: 0,
                 lan_ticks: 0,
             }),
@@ -231,7 +267,7 @@ impl SmartHub {
         if req.path == LOGIN_PATH {
             return Response::new(200, "text/html", LOGIN_PAGE);
         }
-        let known = [WAN_PATH, DEVICES_PATH, OWL_PATH].contains(&req.path.as_str());
+        let known = [WAN_PATH, DEVICES_PATH, OWL_PATH, STATUS_PATH].contains(&req.path.as_str());
         if !known {
             return Response::new(404, "text/html", "<html><body>404 Not Found</body></html>");
         }
@@ -263,6 +299,17 @@ impl SmartHub {
                 st.wan_ticks += 1;
                 Response::new(200, "text/xml", st.wan_xml())
             }
+            STATUS_PATH => match st.status {
+                StatusMode::Ok => Response::new(200, JS_TYPE, st.status_js()),
+                StatusMode::Missing => {
+                    Response::new(404, "text/html", "<html><body>404 Not Found</body></html>")
+                }
+                StatusMode::Html => Response::new(
+                    200,
+                    "text/html",
+                    "<!DOCTYPE html><html><head><title>BT Smart Hub</title></head><body>Error</body></html>",
+                ),
+            },
             path => {
                 st.lan_ticks += 1;
                 let devices = path == DEVICES_PATH;
@@ -304,7 +351,36 @@ impl HttpDevice for SmartHub {
                 st.devices = match value {
                     "tricky" => tricky_devices(),
                     "empty" => Vec::new(),
-                    _ => return Err(format!("devices: expected tricky or empty, got {value:?}")),
+                    _ => match value.strip_prefix("many:").map(str::parse::<usize>) {
+                        Some(Ok(n)) if n <= 4000 => many_devices(n),
+                        _ => {
+                            return Err(format!(
+                                "devices: expected tricky, empty or many:N (N up to 4000), got {value:?}"
+                            ));
+                        }
+                    },
+                }
+            }
+            "reboot" => {
+                st.started = Instant::now();
+                st.uptime_base = Some(UPTIME_AFTER_REBOOT);
+                st.wan_ticks = 0;
+                st.lan_ticks = 0;
+            }
+            "firmware" => {
+                if value.is_empty() {
+                    return Err("firmware: expected a version text".to_owned());
+                }
+                st.firmware = value.to_owned();
+            }
+            "status" => {
+                st.status = match value {
+                    "ok" => StatusMode::Ok,
+                    "missing" => StatusMode::Missing,
+                    "html" => StatusMode::Html,
+                    _ => {
+                        return Err(format!("status: expected ok, missing or html, got {value:?}"));
+                    }
                 }
             }
             "leave" => {
@@ -409,7 +485,137 @@ const IDLE: Slot = Slot {
     gua: None,
 };
 
+/// What `cgi_basicStatus.js` lists per profile: `ip4_info_list`'s one slot, the three
+/// slots of `wan_link_status_list`, `wan_conn_status_list` and `wan_link_rate_list`, the 16
+/// DSL line fields and `link_status`, all decoded.
+type StatusLists = (
+    &'static str,
+    [&'static str; 3],
+    [&'static str; 3],
+    [&'static str; 3],
+    [&'static str; 16],
+    &'static str,
+);
+
 impl State {
+    /// The hub's uptime clock: the profile's base (or the post-reboot one) plus real time.
+    fn uptime(&self, profile_base: u64) -> u64 {
+        self.uptime_base.unwrap_or(profile_base) + self.started.elapsed().as_secs()
+    }
+
+    fn profile_uptime_base(&self) -> u64 {
+        match self.profile {
+            Profile::Fttp => 604_812,
+            Profile::Vdsl => 1_209_733,
+            Profile::Down => 212,
+        }
+    }
+
+    /// `cgi_basicStatus.js` as spec §15.7 shows it: double-quoted `serial_no`, `fw_ver` and
+    /// `lan_service_ip`, one `ip4_info_list` slot, `wan_linestatus_rate_list` with `', '`
+    /// separators, the named `linestatus` object over several lines, and two `parseInt`
+    /// expression statements a literal-only reader must skip.
+    fn status_js(&self) -> String {
+        let e = hub_encode;
+        let sysuptime = self.uptime(self.profile_uptime_base());
+        let (ip4, links, conns, rates, line, link_status): StatusLists = match self.profile {
+            Profile::Vdsl => (
+                "203.0.113.77;255.255.255.255;172.16.11.23;81.139.56.100;81.139.57.100",
+                ["disconnected;0", "connected;71", "disconnected;0"],
+                ["disconnected;0;pass", "connected;96;pass", "disconnected;0;pass"],
+                ["0;0;0;0", "19999000;79987000;0;0", "0;0;0;0"],
+                [
+                    "UP",
+                    "VDSL2",
+                    "Profile 17a",
+                    "62",
+                    "71",
+                    "153",
+                    "91",
+                    "137",
+                    "90",
+                    "127",
+                    "68",
+                    "79987",
+                    "19999",
+                    "84312000",
+                    "24801000",
+                    "fast",
+                ],
+                "connected;vdsl;71",
+            ),
+            Profile::Fttp => (
+                "203.0.113.45;255.255.255.255;172.16.12.1;81.139.56.100;81.139.57.100",
+                ["connected;41", "disconnected;0", "disconnected;0"],
+                ["connected;58;pass", "disconnected;0;pass", "disconnected;0;pass"],
+                ["1000000000;1000000000;0;0", "0;0;0;0", "0;0;0;0"],
+                [
+                    "DOWN", "ADSL", "G.DMT", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0",
+                    "0", "fast",
+                ],
+                "disconnected;adsl;0",
+            ),
+            Profile::Down => (
+                "0.0.0.0;0.0.0.0;0.0.0.0;0.0.0.0;0.0.0.0",
+                ["disconnected;0", "disconnected;0", "disconnected;0"],
+                ["disconnected;0;pass", "disconnected;0;pass", "disconnected;0;pass"],
+                ["0;0;0;0", "0;0;0;0", "0;0;0;0"],
+                [
+                    "DOWN", "ADSL", "G.DMT", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0", "0",
+                    "0", "fast",
+                ],
+                "disconnected;adsl;0",
+            ),
+        };
+        let slots = |list: [&str; 3]| -> String {
+            let mut s = String::from("[");
+            for slot in list {
+                let _ = writeln!(s, "['{}'],", e(slot));
+            }
+            s.push_str("null]");
+            s
+        };
+        let quoted: Vec<String> = line.iter().map(|v| format!("'{}'", e(v))).collect();
+        const KEYS: [&str; 16] = [
+            "state",
+            "mode",
+            "mod_type",
+            "snr_margin_down",
+            "snr_margin_up",
+            "latn_down",
+            "latn_up",
+            "satn_down",
+            "satn_up",
+            "output_power_down",
+            "output_power_up",
+            "rate_down",
+            "rate_up",
+            "attainable_rate_down",
+            "attainable_rate_up",
+            "chantype",
+        ];
+        let named: Vec<String> =
+            KEYS.iter().zip(&quoted).map(|(k, v)| format!("    {k}: {v}")).collect();
+        let mut s = String::new();
+        let _ = writeln!(s, "var serial_no = \"{}\";", e(SERIAL));
+        let _ = writeln!(s, "var fw_ver = \"{}\";", e(&self.firmware));
+        let _ = writeln!(s, "var fw_update_time = '{}';", e(FIRMWARE_UPDATE_TIME));
+        let _ = writeln!(s, "var ip4_info_list = [['{}'],\nnull];", e(ip4));
+        let _ = writeln!(s, "var wan_link_status_list = {};", slots(links));
+        let _ = writeln!(s, "var wan_conn_status_list = {};", slots(conns));
+        let _ = writeln!(s, "var wan_link_rate_list = {};", slots(rates));
+        let _ = writeln!(s, "var wan_linestatus_rate_list = [[{}],\nnull];", quoted.join(", "));
+        let _ = writeln!(s, "var link_status = '{}';", e(link_status));
+        let _ = writeln!(s, "var linestatus = [{{\n{}\n}},\nnull];", named.join(",\n"));
+        s.push_str("//bt wifi\n");
+        s.push_str("var openwifi_suppressed = parseInt(\"0\") && parseInt(\"1\");\n");
+        s.push_str("var openwifi_enable = parseInt(\"1\") || parseInt(\"1\");\n");
+        let _ = writeln!(s, "var sysuptime = '{sysuptime}';");
+        s.push_str("//lan ip\n");
+        let _ = writeln!(s, "var lan_service_ip = \"{}\";", e("192.168.1.254"));
+        s
+    }
+
     fn wan_xml(&self) -> String {
         let t = self.wan_ticks;
         let (base_uptime, active, slots, line): (u64, usize, [Slot; 3], &str) = match self.profile {
@@ -464,7 +670,7 @@ impl State {
                 "['DOWN','ADSL','G%2EDMT','0','0','0','0','0','0','0','0','0','0','0','0','fast']",
             ),
         };
-        let sysuptime = base_uptime + self.started.elapsed().as_secs();
+        let sysuptime = self.uptime(base_uptime);
         let list = |f: &dyn Fn(&Slot) -> String| -> String {
             let mut s = String::from("[");
             for slot in &slots {
@@ -519,7 +725,7 @@ impl State {
             let _ = writeln!(
                 s,
                 "{{mac:'{}',hostname:'{}',ip:'{}',ipv6:'{}',name:'{}',activity:'{}',os:'{}',device:'{}',\
-                 time_first_seen:'2023%2F02%2F11%2009%3A14%3A02',time_last_active:'2024%2F06%2F03%2021%3A40%3A17',\
+                 time_first_seen:'2023%2F02%2F11%2009%3A14%3A02',time_last_active:'{}',\
                  dhcp_option:'NA',port:'{}',ipv6_ll:'{}',activity_ip:'{}',activity_ipv6_ll:'0',activity_ipv6:'0',\
                  device_oui:'NA',device_serial:'NA',device_class:'NA',reconnected:'0'}},",
                 e(&d.mac),
@@ -530,6 +736,7 @@ impl State {
                 flag(d.active),
                 e(&d.os),
                 e(&d.kind),
+                e(&d.last_active),
                 e(&d.port),
                 e(&d.ipv6_ll),
                 flag(d.active),
@@ -567,7 +774,7 @@ impl State {
 
     fn owl_js(&self) -> String {
         let e = hub_encode;
-        let uptime = 1_209_733 + self.started.elapsed().as_secs();
+        let uptime = self.uptime(1_209_733);
         let hub_id = "AA:BB:CC:10:00:01";
         let disc_id = "AA:BB:CC:20:00:01";
         let on = |disc: bool| {
@@ -658,6 +865,7 @@ pub fn tricky_devices() -> Vec<SimDevice> {
                 port: port.to_owned(),
                 ipv6: String::new(),
                 ipv6_ll: "::".to_owned(),
+                last_active: "2024/06/03 21:40:17".to_owned(),
                 rate: None,
                 station: None,
             }
@@ -681,17 +889,23 @@ pub fn tricky_devices() -> Vec<SimDevice> {
         },
         SimDevice {
             os: "iOS".to_owned(),
+            last_active: "2024/06/03 21:39:58".to_owned(),
             rate: Some((48_211_093, 733_420_117)),
             station: wifi(false, "5G", 866, -54, true),
             ..dev(2, "Tom's iPhone", "192.168.1.71", "Tom's iPhone", true, "Smartphone", "wl1")
         },
-        dev(3, "", "192.168.1.80", "unknown_AA:BB:CC:00:00:03", false, "Unknown", "NA"),
+        SimDevice {
+            last_active: "1981/10/01 00:00:33".to_owned(),
+            ..dev(3, "", "192.168.1.80", "unknown_AA:BB:CC:00:00:03", false, "Unknown", "NA")
+        },
         SimDevice {
             os: "Windows".to_owned(),
+            last_active: "2024/05/30 08:15:00".to_owned(),
             station: wifi(true, "5G", 433, -63, false),
             ..dev(4, "Zoë-laptop", "192.168.1.90", "Kids \"Den\" TV\\1", false, "PC", "NA")
         },
         SimDevice {
+            last_active: "2024/06/03 21:40:05".to_owned(),
             rate: Some((1_022_934, 2_210_487)),
             ..dev(5, "BT-WiFi-Disc-1a2b", "192.168.1.95", "Landing disc", true, "WIFIEX", "NA")
         },
@@ -703,6 +917,34 @@ pub fn tricky_devices() -> Vec<SimDevice> {
     ]
 }
 
+/// `n` remembered devices as on a busy network: every tenth is active (with a `rate` entry),
+/// the rest long gone; device `i` was last active `i` minutes after 2024/01/01 00:00, so the
+/// higher the number the more recent. MACs `02:00:00:00:HH:LL`, hostnames `host-<i>`.
+pub fn many_devices(n: usize) -> Vec<SimDevice> {
+    (0..n)
+        .map(|i| {
+            let active = i % 10 == 9;
+            let minutes = i as u64;
+            let (day, hour, minute) = (1 + minutes / 1440, (minutes / 60) % 24, minutes % 60);
+            SimDevice {
+                mac: format!("02:00:00:00:{:02X}:{:02X}", i / 256, i % 256),
+                hostname: format!("host-{i}"),
+                ip: format!("10.0.{}.{}", i / 250, 1 + i % 250),
+                name: format!("device {i}"),
+                active,
+                os: "Unknown".to_owned(),
+                kind: "Unknown".to_owned(),
+                port: "NA".to_owned(),
+                ipv6: String::new(),
+                ipv6_ll: "::".to_owned(),
+                last_active: format!("2024/01/{day:02} {hour:02}:{minute:02}:00"),
+                rate: active.then_some((1_000 * i as u64, 10_000 * i as u64)),
+                station: None,
+            }
+        })
+        .collect()
+}
+
 /// `device-sim smarthub`: a simulated BT Smart Hub 2.
 #[derive(FromArgs, Debug)]
 struct Args {
@@ -712,7 +954,7 @@ struct Args {
     /// WAN profile: fttp (slot 0), vdsl (slot 1, the default) or down
     #[argh(option, default = "Profile::Vdsl")]
     profile: Profile,
-    /// device list: tricky (the default) or empty
+    /// device list: tricky (the default), empty or many:N (N remembered devices, every tenth active)
     #[argh(option, default = "String::from(\"tricky\")")]
     devices: String,
     /// what /cgi/*.js answer: ok (the default), loop, memory, recursion, syntax, html, exception or missing

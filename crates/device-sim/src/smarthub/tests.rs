@@ -218,3 +218,60 @@ async fn serves_over_http_and_counts_per_path() {
     assert_eq!(server.counters().get(WAN_PATH), 1);
     assert_eq!(server.counters().get(OWL_PATH), 1);
 }
+
+#[test]
+fn status_page_is_the_spec_fixture_with_the_live_uptime() {
+    let hub = SmartHub::new(Profile::Vdsl);
+    let js = body(&hub, STATUS_PATH);
+    let spec = include_str!("status_vdsl.js");
+    let uptime_line =
+        |t: &str| t.lines().find(|l| l.starts_with("var sysuptime")).unwrap().to_owned();
+    let got_uptime: u64 = uptime_line(&js)
+        .trim_start_matches("var sysuptime = '")
+        .trim_end_matches("';")
+        .parse()
+        .unwrap();
+    assert!((1_209_733..1_209_733 + 5).contains(&got_uptime), "{js}");
+    assert_eq!(js.replace(&uptime_line(&js), &uptime_line(spec)), spec);
+}
+
+#[test]
+fn status_page_knobs_reboot_firmware_and_failures() {
+    let hub = SmartHub::new(Profile::Fttp);
+    assert_eq!(hub.respond(&get(STATUS_PATH, false)).status, 403, "a /cgi/ page needs a Referer");
+    let js = body(&hub, STATUS_PATH);
+    assert!(js.contains("var sysuptime = '6048"), "{js}");
+    assert!(js.contains("[['203%2E0%2E113%2E45%3B"), "{js}");
+    assert!(js.contains("['DOWN', 'ADSL', 'G%2EDMT', '0'"), "{js}");
+    hub.control("firmware", "v0.38.01 (new)").unwrap();
+    hub.control("reboot", "").unwrap();
+    let js = body(&hub, STATUS_PATH);
+    assert!(js.contains("var fw_ver = \"v0%2E38%2E01%20%28new%29\";"), "{js}");
+    assert!(js.contains("var sysuptime = '120';") || js.contains("var sysuptime = '121';"), "{js}");
+    let xml = body(&hub, WAN_PATH);
+    assert!(
+        xml.contains("<sysuptime value=\"120\" />") || xml.contains("<sysuptime value=\"121\" />"),
+        "the WAN page shares the uptime clock: {xml}"
+    );
+    assert!(hub.control("firmware", "").is_err());
+    hub.control("status", "missing").unwrap();
+    assert_eq!(hub.respond(&get(STATUS_PATH, true)).status, 404);
+    hub.control("status", "html").unwrap();
+    assert!(body(&hub, STATUS_PATH).starts_with("<!DOCTYPE html>"));
+    assert!(hub.control("status", "maybe").is_err());
+}
+
+#[test]
+fn many_devices_model_a_busy_network() {
+    let hub = SmartHub::default();
+    hub.control("devices", "many:300").unwrap();
+    let devices = hub.devices();
+    assert_eq!(devices.len(), 300);
+    assert_eq!(devices.iter().filter(|d| d.active).count(), 30);
+    assert!(devices[299].last_active > devices[0].last_active);
+    let js = body(&hub, DEVICES_PATH);
+    assert_eq!(js.matches("{mac:'02%3A00").count(), 300);
+    assert!(js.contains("time_last_active:'2024%2F01%2F01%2004%3A59%3A00'"), "host-299");
+    assert!(hub.control("devices", "many:x").is_err());
+    assert!(hub.control("devices", "many:5000").is_err());
+}
