@@ -52,7 +52,15 @@ pub fn parse_yaml<T: DeserializeOwned>(name: &str, text: &str) -> anyhow::Result
         let inner = err.into_inner();
         let location =
             inner.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
-        let message = strip_location(&inner.to_string());
+        let mut message = strip_location(&inner.to_string());
+        // serde_yaml_ng puts its own (shorter) key path in front of some messages.
+        if let Some((prefix, rest)) = message.split_once(": ")
+            && !prefix.is_empty()
+            && !prefix.contains(' ')
+            && path.starts_with(prefix)
+        {
+            message = rest.to_owned();
+        }
         if path.is_empty() || path == "." {
             anyhow::anyhow!("{name}{location}: {message}")
         } else {
@@ -201,6 +209,11 @@ mod tests {
 
         let err = parse_yaml::<File>("c.yml", "targets:\n  a: {}\n").unwrap_err().to_string();
         assert!(err.contains("targets.a") && err.contains("missing field `address`"), "{err}");
+
+        let err = parse_yaml::<File>("c.yml", "targets:\n  a:\n    address: 3\n    labels: x\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err.matches("targets.a").count(), 1, "the key path once: {err}");
 
         let err = parse_yaml::<File>("c.yml", "targets: [\n").unwrap_err().to_string();
         assert!(err.starts_with("c.yml:"), "{err}");
