@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, &[(&str, &str)])] = &[
     ("mm_decode", &[]),
     ("web_config", &[("crates/exporter-core/tests/fixtures/web-config", ".yml")]),
     ("http_request", &[]),
+    ("capture_file", &[("crates/exporter-core/tests/fixtures/captures", "")]),
 ];
 
 /// Seeds of `http_request` (no fixture holds request lines): target, timeout, accept-encoding.

@@ -12,5 +12,7 @@ pub mod demo;
 pub mod http;
 pub mod linkhub;
 pub mod modem;
+pub mod recorder;
+pub mod replay;
 pub mod smarthub;
 pub mod ttn;

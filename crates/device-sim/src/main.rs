@@ -1,9 +1,9 @@
 //! `device-sim <device> --listen 127.0.0.1:0 [knobs]`: runs one simulator and prints the
-//! address it bound, until interrupted.
+//! address it bound, until interrupted; `device-sim replay FILE` serves a capture file.
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: device-sim <demo|linkhub|ttn|smarthub|modem> [--listen 127.0.0.1:0] [knobs] (--help for a device's knobs)";
+const USAGE: &str = "usage: device-sim <demo|linkhub|ttn|smarthub|modem> [--listen 127.0.0.1:0] [knobs] (--help for a device's knobs)\n       device-sim replay FILE [--listen 127.0.0.1:0] (serve a capture file as the device)";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
         "ttn" => device_sim::ttn::main(&rest).await,
         "smarthub" => device_sim::smarthub::main(&rest).await,
         "modem" => device_sim::modem::main(&rest).await,
+        "replay" => device_sim::replay::main(&rest).await,
         "--help" | "-h" | "help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

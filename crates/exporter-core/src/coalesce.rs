@@ -150,7 +150,7 @@ mod tests {
     use super::*;
 
     fn rendered(text: &str) -> Rendered {
-        Rendered { text: text.to_owned(), trace: String::new() }
+        Rendered { text: text.to_owned(), trace: String::new(), report: Default::default() }
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@
 //! knows hyper, rustls server configuration and the exposition format.
 
 mod alloc;
+pub mod capture;
+mod check;
 pub mod client;
 mod coalesce;
 pub mod config;
@@ -20,6 +22,7 @@ pub mod logging;
 mod options;
 mod probe_allow;
 mod process;
+mod redact;
 mod scrape;
 mod self_metrics;
 mod server;
@@ -29,12 +32,13 @@ mod web_config;
 
 use std::{fmt::Display, future::Future, str::FromStr};
 
+pub use check::{CommandOutput, classify as classify_error, run_command};
 pub use options::{
-    Cli, CliExit, CommonFlags, ExporterInfo, LogFormat, ServeOptions, env_var_name, parse_args,
-    parse_cli, parse_cli_with_env, version_line,
+    Cli, CliExit, Command, CommonFlags, ExporterInfo, LogFormat, ServeOptions, env_var_name,
+    parse_args, parse_cli, parse_cli_with_env, version_line,
 };
 pub use probe_allow::ProbeAllow;
-pub use scrape::{Family, Scrape, Timed, timed};
+pub use scrape::{Family, HistogramFamily, Scrape, Timed, timed};
 pub use secret::Secret;
 pub use server::{EXPOSITION_CONTENT_TYPE, RunningServer, run, serve, spawn};
 
@@ -160,6 +164,21 @@ pub mod fuzzing {
         let uri = hyper::Uri::try_from(target).ok()?;
         let query = crate::server::parse_query(uri.query().unwrap_or(""));
         Some(Request { budget, gzip, query })
+    }
+
+    /// Reads `bytes` as a capture file (as `device-sim replay` does), and when that works
+    /// writes it in both formats, which must read back: a file this build writes can always
+    /// be replayed.
+    pub fn capture_file(bytes: &[u8]) -> anyhow::Result<()> {
+        use crate::capture::{Capture, CaptureFormat};
+        let capture = Capture::from_slice(bytes)?;
+        for format in [CaptureFormat::Yaml, CaptureFormat::Json] {
+            let text = capture.to_text(format)?;
+            if let Err(err) = Capture::from_slice(text.as_bytes()) {
+                panic!("a capture written as {format:?} does not read back: {err:#}\n{text}");
+            }
+        }
+        Ok(())
     }
 
     /// Loads `bytes` as a `--web-config-file` (through a scratch file, as the server does).

@@ -107,6 +107,31 @@ pub struct ServeOptions {
     pub healthcheck: bool,
     /// Long names of the flags given on argv or by their environment variable.
     pub set_flags: Vec<String>,
+    /// What [`crate::run`] does: serve (the default), or `check` / `capture` and exit.
+    pub command: Command,
+}
+
+/// The subcommand given as the first argument (`<binary> check …`, `<binary> capture …`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Command {
+    /// Serve until a signal arrives.
+    #[default]
+    Serve,
+    /// `check [--target T] [--json]`: scrape each target once, print a report, exit 0 when
+    /// every target is up, else 1.
+    Check {
+        /// `--target` (a name, an address or an id), or `None` for every target.
+        target: Option<String>,
+        /// `--json`: one JSON object instead of the human report.
+        json: bool,
+    },
+    /// `capture --out FILE [--target T] [--format yaml|json]`: record one scrape, redacted.
+    Capture {
+        target: Option<String>,
+        /// `-` writes to stdout.
+        out: PathBuf,
+        format: crate::capture::CaptureFormat,
+    },
 }
 
 impl ServeOptions {
@@ -127,6 +152,7 @@ impl ServeOptions {
             flag_docs: Vec::new(),
             healthcheck: false,
             set_flags: Vec::new(),
+            command: Command::Serve,
         }
     }
 
@@ -242,6 +268,9 @@ pub fn parse_args<D: FromArgs + ArgsInfo>(
     let own = FlagTable::new(own_info.flags);
     let common = FlagTable::new(common_info.flags);
 
+    let (mut command, rest) = split_command(args, own.by_long("--target").is_some())?;
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let args = rest.as_slice();
     let split = split_args(args, &own, &common)?;
     if split.help {
         return Err(CliExit::Help(help_text::<D>(info, &common)));
@@ -347,6 +376,23 @@ pub fn parse_args<D: FromArgs + ArgsInfo>(
         .filter(|long| !matches!(source(long), Source::Default))
         .map(str::to_owned)
         .collect();
+    // The exporter's own `--target` (the default target) also selects what to check.
+    if let Some(flag) = own.by_long("--target")
+        && !matches!(source("--target"), Source::Default)
+        && let Some(value) = flag_values(&own_tokens, flag).pop()
+    {
+        match &mut command {
+            Command::Check { target, .. } | Command::Capture { target, .. } => {
+                *target = Some(value);
+            }
+            Command::Serve => {}
+        }
+    }
+    if command != Command::Serve && !serve.set_flags.iter().any(|f| f == "--log-level") {
+        // The report is the output; the log only says what went wrong badly.
+        serve.log_level = log::LevelFilter::Error;
+    }
+    serve.command = command;
 
     // Effective configuration: the common flags (added by `validate_common`), then the
     // exporter's own.
@@ -381,6 +427,87 @@ pub fn parse_args<D: FromArgs + ArgsInfo>(
         })
         .collect();
     Ok(Cli { flags, serve })
+}
+
+/// Splits off a leading `check` or `capture` subcommand and its own flags; the rest are the
+/// usual flags. `--target` stays with the rest when the exporter has its own `--target`.
+fn split_command(args: &[&str], own_target: bool) -> Result<(Command, Vec<String>), CliExit> {
+    let (word, rest) = match args.split_first() {
+        Some((&word, rest)) if word == "check" || word == "capture" => (word, rest),
+        _ => return Ok((Command::Serve, args.iter().map(|a| (*a).to_owned()).collect())),
+    };
+    let mut target = None;
+    let mut json = false;
+    let mut out = None;
+    let mut format = crate::capture::CaptureFormat::Yaml;
+    let mut remaining = Vec::new();
+    let mut i = 0;
+    while let Some(&arg) = rest.get(i) {
+        i += 1;
+        if arg == "--" {
+            remaining.extend(rest.iter().skip(i - 1).map(|a| (*a).to_owned()));
+            break;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value.to_owned())),
+            _ => (arg, None),
+        };
+        let ours = match (word, name) {
+            ("check", "--json") => {
+                if inline.is_some() {
+                    return Err(CliExit::Error("switch --json takes no value".to_owned()));
+                }
+                json = true;
+                continue;
+            }
+            ("capture", "--out" | "--format") => true,
+            (_, "--target") => !own_target,
+            _ => false,
+        };
+        if !ours {
+            remaining.push(arg.to_owned());
+            continue;
+        }
+        let value = match inline {
+            Some(value) => value,
+            None => {
+                let Some(&value) = rest.get(i) else {
+                    return Err(CliExit::Error(format!("no value provided for option '{name}'")));
+                };
+                i += 1;
+                value.to_owned()
+            }
+        };
+        match name {
+            "--out" => out = Some(PathBuf::from(value)),
+            "--format" => {
+                format = match value.to_ascii_lowercase().as_str() {
+                    "yaml" | "yml" => crate::capture::CaptureFormat::Yaml,
+                    "json" => crate::capture::CaptureFormat::Json,
+                    other => {
+                        return Err(CliExit::Error(format!(
+                            "capture: invalid --format {other:?} (use yaml or json)"
+                        )));
+                    }
+                }
+            }
+            _ => target = Some(value),
+        }
+    }
+    if target.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        return Err(CliExit::Error(format!("{word}: empty --target")));
+    }
+    let command = if word == "check" {
+        Command::Check { target, json }
+    } else {
+        let Some(out) = out.filter(|o| !o.as_os_str().is_empty()) else {
+            return Err(CliExit::Error(
+                "capture needs --out FILE (the capture file to write; - for stdout)".to_owned(),
+            ));
+        };
+        Command::Capture { target, out, format }
+    };
+    Ok((command, remaining))
 }
 
 /// `<PREFIX>_<FLAG_IN_UPPER_SNAKE_CASE>` for a long flag (`--api-key-file` → `TTN_API_KEY_FILE`).
@@ -785,6 +912,14 @@ fn help_text<D: ArgsInfo + FromArgs>(info: ExporterInfo, common: &FlagTable) -> 
         };
         write_flag_help(&mut out, &name, &describe(info, flag.description));
     }
+    out.push_str(
+        "\nCommands (instead of serving; every flag above applies):\n  \
+         check [--target T] [--json]\n                    scrape each target once (or the \
+         one named) and print what worked;\n                    exit 0 when every target is \
+         up, else 1\n  capture --out FILE [--target T] [--format yaml|json]\n                    \
+         record one scrape's requests and responses, redacted, to\n                    FILE \
+         (- for stdout) to attach to a bug report\n",
+    );
     let _ = write!(
         out,
         "\nEvery flag can also be set by the environment variable {p}_<FLAG>, the flag\n\

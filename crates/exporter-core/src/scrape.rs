@@ -43,6 +43,9 @@ pub(crate) struct CollectorOutcome {
     pub(crate) elapsed: Duration,
     /// The error chain (`{:#}`), when the collector failed.
     pub(crate) error: Option<String>,
+    /// Samples written before this collector was recorded (its series are those written
+    /// after it, until the next collector is recorded).
+    pub(crate) samples_before: usize,
 }
 
 /// The metric families of one scrape, written by an exporter's probe.
@@ -57,6 +60,12 @@ pub struct Scrape {
     families: BTreeMap<String, FamilyEntry>,
     pub(crate) collectors: Vec<CollectorOutcome>,
     pub(crate) trace: Vec<String>,
+    /// What the device is (`model`, `firmware`, …), for `check`.
+    pub(crate) facts: Vec<(String, String)>,
+    /// What needed a login and how it went, for `check`.
+    pub(crate) logins: Vec<String>,
+    /// Device quirks detected in this scrape, for `check`.
+    pub(crate) quirks: Vec<String>,
 }
 
 /// A metric family inside a [`Scrape`]; add one sample per label set.
@@ -86,6 +95,7 @@ const INDEX_FROM: usize = 16;
 enum Kind {
     Gauge,
     Counter,
+    Histogram,
 }
 
 impl FamilyEntry {
@@ -107,6 +117,7 @@ impl FamilyEntry {
         out.push_str(match self.kind {
             Kind::Gauge => " gauge\n",
             Kind::Counter => " counter\n",
+            Kind::Histogram => " histogram\n",
         });
         for (labels, value) in &self.samples {
             out.push_str(&self.name);
@@ -167,6 +178,9 @@ impl Scrape {
             families: BTreeMap::new(),
             collectors: Vec::new(),
             trace: Vec::new(),
+            facts: Vec::new(),
+            logins: Vec::new(),
+            quirks: Vec::new(),
         }
     }
 
@@ -187,7 +201,11 @@ impl Scrape {
 
     /// Records one sub-collector's outcome: emits its success and duration, logs a failure
     /// once (with the error chain) and returns the value on success.
+    ///
+    /// `check` counts the series written after this call (until the next collector is
+    /// recorded) as this collector's: record a collector's result, then render it.
     pub fn record<T>(&mut self, timed: Timed<T>) -> Option<T> {
+        let samples_before = self.sample_count();
         match timed.result {
             Ok(value) => {
                 self.trace.push(format!(
@@ -199,6 +217,7 @@ impl Scrape {
                     name: timed.name,
                     elapsed: timed.elapsed,
                     error: None,
+                    samples_before,
                 });
                 Some(value)
             }
@@ -219,6 +238,7 @@ impl Scrape {
                     name: timed.name,
                     elapsed: timed.elapsed,
                     error: Some(chain),
+                    samples_before,
                 });
                 None
             }
@@ -228,6 +248,42 @@ impl Scrape {
     /// Adds a line to the `&debug=true` trace of this scrape.
     pub fn note(&mut self, line: impl Into<String>) {
         self.trace.push(line.into());
+    }
+
+    /// A fact about the device for `check` and the trace, e.g. `fact("model", "HH71")`,
+    /// `fact("firmware", "HH71_E1_02.00_22")`. A second fact with the same key replaces the
+    /// first. Never pass a secret; identifiers only when the user opted in to them.
+    pub fn fact(&mut self, key: &str, value: impl Into<String>) {
+        let value = value.into();
+        self.trace.push(format!("fact {key}: {value}"));
+        match self.facts.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.facts.push((key.to_owned(), value)),
+        }
+    }
+
+    /// What needed a login and how it went, for `check` and the trace, e.g.
+    /// `login("PwEncrypt=1; login succeeded")` or
+    /// `login("login refused: wrong password, 3 attempts left")`.
+    pub fn login(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.trace.push(format!("login: {text}"));
+        self.logins.push(text);
+    }
+
+    /// A device quirk this scrape detected, for `check` and the trace, e.g.
+    /// `quirk("uses the AES token variant")`.
+    pub fn quirk(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.trace.push(format!("quirk: {text}"));
+        if !self.quirks.contains(&text) {
+            self.quirks.push(text);
+        }
+    }
+
+    /// The samples written so far.
+    fn sample_count(&self) -> usize {
+        self.families.values().map(|f| f.samples.len()).sum()
     }
 
     /// The gauge family `<ns>_<name>`, created on first use in this scrape.
@@ -280,6 +336,12 @@ impl Scrape {
         out
     }
 
+    /// A histogram family: per label set, cumulative bucket counts, a sum and a count
+    /// (written as `<name>_bucket{…,le=…}`, `<name>_sum`, `<name>_count`).
+    pub fn histogram(&mut self, name: &str, help: &str) -> HistogramFamily<'_> {
+        HistogramFamily { family: self.family(name, help, Kind::Histogram) }
+    }
+
     fn family(&mut self, name: &str, help: &str, kind: Kind) -> Family<'_> {
         let full = format!("{}_{name}", self.namespace);
         debug_assert!(valid_metric_name(&full), "invalid metric name {full}");
@@ -299,7 +361,13 @@ impl Family<'_> {
     /// Adds the sample `labels` = `value`. A second sample with the same labels replaces the
     /// first, so the output never has duplicate series.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        let text = label_text(labels);
+        self.push_raw(label_text(labels), value);
+        self
+    }
+
+    /// Adds a sample by the text after the family name (`{labels}`, or a histogram's
+    /// `_bucket{…}`), replacing one with the same text.
+    fn push_raw(&mut self, text: String, value: f64) {
         let entry = &mut *self.entry;
         // Small families (most of them) are scanned; the index is built once a family grows.
         let found = if entry.samples.len() < INDEX_FROM {
@@ -320,7 +388,6 @@ impl Family<'_> {
                 entry.samples.push((text, value));
             }
         }
-        self
     }
 
     /// Adds the sample only when the device gave a value: `None` is an absent series,
@@ -329,6 +396,41 @@ impl Family<'_> {
         if let Some(v) = value {
             self.sample(labels, v);
         }
+        self
+    }
+}
+
+/// A histogram family inside a [`Scrape`], from [`Scrape::histogram`].
+#[derive(Debug)]
+pub struct HistogramFamily<'a> {
+    family: Family<'a>,
+}
+
+impl HistogramFamily<'_> {
+    /// Adds one histogram for `labels`: `buckets` are `(upper bound, cumulative count)` in
+    /// increasing order (the `+Inf` bucket is `count` and is added here), then the sum of the
+    /// observed values and their count.
+    pub fn sample(
+        &mut self,
+        labels: &[(&str, &str)],
+        buckets: &[(f64, u64)],
+        sum: f64,
+        count: u64,
+    ) -> &mut Self {
+        let bounds: Vec<(String, u64)> = buckets
+            .iter()
+            .map(|(b, n)| (b.to_string(), *n))
+            .chain([("+Inf".to_owned(), count)])
+            .collect();
+        for (bound, n) in &bounds {
+            let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+            with_le.push(("le", bound));
+            let text = format!("_bucket{}", label_text(&with_le));
+            self.family.push_raw(text, *n as f64);
+        }
+        let plain = label_text(labels);
+        self.family.push_raw(format!("_sum{plain}"), sum);
+        self.family.push_raw(format!("_count{plain}"), count as f64);
         self
     }
 }
@@ -353,6 +455,24 @@ pub(crate) enum ProbeEnd {
 pub(crate) struct Rendered {
     pub(crate) text: String,
     pub(crate) trace: String,
+    /// The outcome in parts, for `check`.
+    pub(crate) report: Report,
+}
+
+/// One scrape's outcome for `check`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Report {
+    pub(crate) up: bool,
+    /// Why the probe as a whole failed (the error chain), when it did.
+    pub(crate) error: Option<String>,
+    pub(crate) duration: Duration,
+    /// `(name, error, duration, series)` per collector, in the order recorded.
+    pub(crate) collectors: Vec<(&'static str, Option<String>, Duration, usize)>,
+    /// Samples the exporter wrote (without the core's).
+    pub(crate) series: usize,
+    pub(crate) facts: Vec<(String, String)>,
+    pub(crate) logins: Vec<String>,
+    pub(crate) quirks: Vec<String>,
 }
 
 impl Scrape {
@@ -398,6 +518,30 @@ impl Scrape {
             }
         };
         let up = matches!(end, ProbeEnd::Ok) && (self.collectors.is_empty() || succeeded);
+        let written = self.sample_count();
+        let mut report = Report {
+            up,
+            error: match &end {
+                ProbeEnd::Ok => None,
+                ProbeEnd::Failed(err) => Some(format!("{err:#}")),
+                ProbeEnd::DeadlineExceeded | ProbeEnd::WaitTimedOut => Some(probe_line.clone()),
+            },
+            duration: elapsed,
+            collectors: Vec::new(),
+            series: written,
+            facts: std::mem::take(&mut self.facts),
+            logins: std::mem::take(&mut self.logins),
+            quirks: std::mem::take(&mut self.quirks),
+        };
+        for (i, c) in self.collectors.iter().enumerate() {
+            let next = self.collectors.get(i + 1).map_or(written, |n| n.samples_before);
+            report.collectors.push((
+                c.name,
+                c.error.clone(),
+                c.elapsed,
+                next.saturating_sub(c.samples_before),
+            ));
+        }
 
         // One sample per collector name: a collector recorded twice succeeded only if every
         // run did, and took as long as its slowest run.
@@ -446,7 +590,7 @@ impl Scrape {
         let _ = writeln!(trace, "{probe_line}");
         let _ = writeln!(trace, "up: {}", u8::from(up));
         let _ = writeln!(trace, "scrape duration: {:.6}s", elapsed.as_secs_f64());
-        Rendered { text, trace }
+        Rendered { text, trace, report }
     }
 }
 
@@ -493,6 +637,27 @@ mod tests {
             "# HELP demo_a_bytes_total A.\n# TYPE demo_a_bytes_total counter\ndemo_a_bytes_total 0\n\
              # HELP demo_b_ratio B.\n# TYPE demo_b_ratio gauge\ndemo_b_ratio{x=\"1\"} 0.25\n"
         );
+    }
+
+    #[test]
+    fn histograms_write_buckets_sum_and_count() {
+        let mut s = scrape();
+        s.histogram("call_duration_seconds", "Calls.")
+            .sample(&[("endpoint", "list")], &[(0.1, 2), (1.0, 3)], 1.25, 4)
+            .sample(&[("endpoint", "list")], &[(0.1, 2), (1.0, 3)], 1.5, 5);
+        let text = s.encode();
+        assert_eq!(
+            text,
+            "# HELP demo_call_duration_seconds Calls.\n# TYPE demo_call_duration_seconds histogram\n\
+             demo_call_duration_seconds_bucket{endpoint=\"list\",le=\"0.1\"} 2\n\
+             demo_call_duration_seconds_bucket{endpoint=\"list\",le=\"1\"} 3\n\
+             demo_call_duration_seconds_bucket{endpoint=\"list\",le=\"+Inf\"} 5\n\
+             demo_call_duration_seconds_sum{endpoint=\"list\"} 1.5\n\
+             demo_call_duration_seconds_count{endpoint=\"list\"} 5\n"
+        );
+        if let Some(findings) = crate::testing::promtool_check_metrics(&text) {
+            assert_eq!(findings, "", "{text}");
+        }
     }
 
     #[test]

@@ -256,6 +256,19 @@ pub fn run<D, E: Exporter>(
             }
         };
     }
+    if opts.command != crate::Command::Serve {
+        let code = runtime.block_on(async move {
+            match build(flags, &mut opts) {
+                Ok(exporter) => crate::check::run_command(&exporter, &opts).await.emit(),
+                Err(err) => {
+                    eprintln!("error: {err:#}");
+                    ExitCode::from(2)
+                }
+            }
+        });
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        return code;
+    }
     let result = runtime.block_on(async move {
         let exporter = build(flags, &mut opts)?;
         serve(exporter, opts).await
@@ -690,6 +703,10 @@ async fn probe_page<E: Exporter>(
         },
         _ => return text(StatusCode::BAD_REQUEST, "the debug parameter is given more than once\n"),
     };
+    let capture = match bool_param(&params, "capture") {
+        Ok(capture) => capture,
+        Err(why) => return text(StatusCode::BAD_REQUEST, &why),
+    };
     let target = match app.exporter.resolve_target(raw).await {
         Ok(target) => target,
         Err(TargetError::Invalid(err)) => {
@@ -708,12 +725,80 @@ async fn probe_page<E: Exporter>(
         }
     };
     let deadline = Instant::now() + budget(app, req);
+    if capture {
+        return capture_page(app, target, deadline).await;
+    }
     match scrape(app, target, deadline).await {
         Ok(rendered) if debug => {
             text(StatusCode::OK, &format!("{}\nmetrics:\n{}", rendered.trace, rendered.text))
         }
         Ok(rendered) => exposition(req, rendered.text.clone()),
         Err(resp) => resp,
+    }
+}
+
+/// A `true`/`false` query parameter given at most once (absent: false).
+fn bool_param(params: &[(String, String)], name: &str) -> Result<bool, String> {
+    let values: Vec<&String> = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect();
+    match values.as_slice() {
+        [] => Ok(false),
+        [one] => match one.as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" | "" => Ok(false),
+            other => Err(format!("invalid {name} parameter {other:?}: use true or false\n")),
+        },
+        _ => Err(format!("the {name} parameter is given more than once\n")),
+    }
+}
+
+/// `/probe?target=…&capture=true`: a scrape of its own (not shared with other requests),
+/// recorded and redacted, answered as the YAML capture file. It takes a slot of
+/// `--max-concurrent-scrapes` like any scrape.
+async fn capture_page<E: Exporter>(
+    app: &Arc<App<E>>,
+    target: E::Target,
+    deadline: Instant,
+) -> Response<Full<Bytes>> {
+    let key = format!("capture {target}");
+    let exporter = Arc::clone(&app.exporter);
+    let info = app.opts.info;
+    let slot: Arc<Mutex<Option<crate::capture::Capture>>> = Arc::new(Mutex::new(None));
+    let filled = Arc::clone(&slot);
+    let joined = app
+        .coalescer
+        .run(key, deadline, move || async move {
+            let (rendered, file) =
+                crate::check::capture_once(&*exporter, info, &target, deadline).await;
+            *filled.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(file);
+            rendered
+        })
+        .await;
+    if let Joined::Busy = joined {
+        let mut resp = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many scrapes in flight (--max-concurrent-scrapes); retry later\n",
+        );
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    }
+    let file = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let Some(file) = file else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the capture did not finish (the scrape deadline passed or another capture of this \
+             target was running); retry\n",
+        );
+    };
+    match file.to_text(crate::capture::CaptureFormat::Yaml) {
+        Ok(body) => {
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+            resp
+        }
+        Err(err) => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot write the capture: {err:#}\n"))
+        }
     }
 }
 
