@@ -25,6 +25,7 @@ fuzz_target!(|body: &[u8]| {
     let _ = error_from(status, &headers, body);
     let _ = error_from(429, &headers, body);
     let _ = ttn_exporter::client::retry_after(&headers);
+    let _ = ttn_exporter::health::RateLimitHeaders::from_headers(&headers);
 
     if let Ok(text) = std::str::from_utf8(body) {
         let _ = wire::parse_duration_secs(text);
@@ -62,18 +63,32 @@ fuzz_target!(|body: &[u8]| {
     for (i, reply) in replies.iter().enumerate() {
         let info = gateways.get(i % gateways.len().max(1));
         let id = info.map_or("gw-fuzz", |g| g.ids.gateway_id.as_str());
-        for tx_ack_known in [false, true] {
+        for (tx_ack_known, expired) in [(false, false), (true, false), (true, true)] {
             let view = GatewayView {
                 id,
                 info,
                 cluster: "eu1.cloud.thethings.network",
-                stats: Some(StatsView { reply, age: Duration::from_millis(1500), tx_ack_known }),
+                stats: Some(StatsView {
+                    reply,
+                    age: Duration::from_millis(1500),
+                    tx_ack_known,
+                    expired,
+                }),
+                last_seen: None,
+                expose_location: expired,
             };
             metrics::gateway(&mut out, &view);
         }
     }
     for g in &gateways {
-        let view = GatewayView { id: &g.ids.gateway_id, info: Some(g), cluster: "x", stats: None };
+        let view = GatewayView {
+            id: &g.ids.gateway_id,
+            info: Some(g),
+            cluster: "x",
+            stats: None,
+            last_seen: None,
+            expose_location: true,
+        };
         metrics::gateway(&mut out, &view);
     }
     check_exposition(&out);

@@ -7,9 +7,14 @@
 //! between scrapes except a refresh a scrape started and gave up waiting for.
 //!
 //! Failures keep the last good values (with their age) and push the next attempt back:
-//! transient errors by 1 s doubling up to the normal interval, 429 by the server's
+//! transient errors by 1 s doubling up to the normal interval (at most a minute), 429 by the server's
 //! `X-Rate-Limit-Retry` (at least 1 s, doubling while it repeats), 401/403 by a minute
 //! doubling up to ten.
+//!
+//! Besides the cache, the snapshot remembers each gateway's last `last_status_received_at`
+//! and `last_uplink_received_at` ([`LastSeen`]): the Gateway Server forgets them 48 h after a
+//! disconnect (404 `not_connected`) and on every reconnection, the exporter does not. With
+//! `--state-directory` they are kept in a small state file across restarts.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet, VecDeque},
@@ -25,9 +30,15 @@ use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
     api,
-    client::{ApiError, BATCH_LIMIT, Client, PAGE_LIMIT, StatsReply},
+    client::{ApiError, BATCH_LIMIT, Client, PAGE_LIMIT, Server, StatsReply},
     config::{Cluster, Config, Selection},
+    wire::Timestamp,
 };
+
+/// The state file in `--state-directory`.
+pub const STATE_FILE: &str = "ttn-exporter-last-seen.json";
+/// The state file is written at most this often while only times change.
+const PERSIST_EVERY: Duration = Duration::from_secs(60);
 
 /// At most this many list pages per refresh (a million gateways).
 const MAX_PAGES: u32 = 1000;
@@ -49,12 +60,34 @@ pub struct Record {
     pub tx_ack_known: bool,
 }
 
+/// The newest times the exporter has seen a gateway report, kept after the Gateway Server
+/// forgets them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LastSeen {
+    /// The newest `last_status_received_at`.
+    pub status: Option<Timestamp>,
+    /// The newest `last_uplink_received_at`.
+    pub uplink: Option<Timestamp>,
+}
+
+impl LastSeen {
+    /// Takes the newer of each time; whether anything changed.
+    pub fn merge(&mut self, status: Option<Timestamp>, uplink: Option<Timestamp>) -> bool {
+        let before = *self;
+        self.status = self.status.max(status);
+        self.uplink = self.uplink.max(uplink);
+        before != *self
+    }
+}
+
 /// Why a refresh step failed, kept until the step succeeds again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub message: String,
     /// The API's error name when the key was refused (401/403), for `ttn_up 0`.
     pub auth: Option<String>,
+    /// The server did not answer or answered 5xx (not a 429), for `ttn_up 0`.
+    pub unreachable: bool,
 }
 
 /// The schedule and outcome of one refresh step (the list, or one cluster's statistics).
@@ -96,6 +129,8 @@ pub struct Snapshot {
     pub list: Phase,
     pub clusters: BTreeMap<String, ClusterState>,
     pub stats: HashMap<String, Record>,
+    /// What the exporter remembers of each watched gateway.
+    pub last_seen: HashMap<String, LastSeen>,
 }
 
 impl Phase {
@@ -121,12 +156,14 @@ impl Phase {
         } else if err.is_auth() {
             doubling(Duration::from_secs(60), Duration::from_secs(600))
         } else {
-            doubling(Duration::from_secs(1), interval)
+            // At most a minute: `ttn_up` stays 0 until the next attempt succeeds.
+            doubling(Duration::from_secs(1), interval.min(Duration::from_secs(60)))
         };
         self.due = Some(now + wait);
         self.error = Some(Failure {
             message: err.to_string(),
             auth: err.is_auth().then(|| err.name().unwrap_or("unnamed error").to_owned()),
+            unreachable: err.is_unreachable(),
         });
     }
 
@@ -139,7 +176,7 @@ impl Phase {
             ok_at: Some(now),
             due: Some(now + wait.min(interval)),
             failures,
-            error: Some(Failure { message, auth: None }),
+            error: Some(Failure { message, auth: None, unreachable: false }),
         };
     }
 
@@ -147,7 +184,7 @@ impl Phase {
     fn fail_for(&mut self, now: Instant, interval: Duration, message: String) {
         self.failures = self.failures.saturating_add(1);
         self.due = Some(now + interval);
-        self.error = Some(Failure { message, auth: None });
+        self.error = Some(Failure { message, auth: None, unreachable: false });
     }
 }
 
@@ -171,6 +208,19 @@ impl Snapshot {
             .find_map(|f| f.auth.as_deref().map(|name| (name, f.message.as_str())))
     }
 
+    /// The first unreachable-server error among the list and the clusters `hosts`.
+    pub fn unreachable<'a>(&'a self, hosts: &[&str]) -> Option<(&'a str, &'a str)> {
+        let list = self.list.error.as_ref().map(|f| ("the Identity Server", f));
+        let clusters = hosts.iter().filter_map(|host| {
+            let (name, state) = self.clusters.get_key_value(*host)?;
+            Some((name.as_str(), state.phase.error.as_ref()?))
+        });
+        list.into_iter()
+            .chain(clusters)
+            .find(|(_, f)| f.unreachable)
+            .map(|(name, f)| (name, f.message.as_str()))
+    }
+
     /// The known gateway `id`.
     pub fn gateway(&self, id: &str) -> Option<&Known> {
         self.gateways.iter().find(|g| g.id == id)
@@ -181,6 +231,8 @@ impl Snapshot {
 #[derive(Debug)]
 pub struct Cache {
     config: Config,
+    /// The host of `--api-url`, the `cluster` label of Identity Server calls.
+    api_host: String,
     client: Client,
     state: Mutex<State>,
 }
@@ -191,6 +243,8 @@ struct State {
     inflight: Option<watch::Receiver<bool>>,
     /// The refused-key error last logged, so that it is logged once per change.
     reported_auth: Option<String>,
+    /// What the state file holds, and when it was written.
+    persisted: Option<(HashMap<String, LastSeen>, Instant)>,
 }
 
 /// What a scrape got from [`Cache::current`].
@@ -202,12 +256,66 @@ pub struct Current {
 }
 
 impl Cache {
+    /// A cache that knows nothing yet, except the last-seen times of the state file in
+    /// `--state-directory`, if there is one.
     pub fn new(config: Config, client: Client) -> Cache {
-        Cache { config, client, state: Mutex::new(State::default()) }
+        let mut snapshot = Snapshot::default();
+        if let Some(dir) = &config.state_directory
+            && let Some(bytes) = exporter_core::state::read(dir, STATE_FILE)
+        {
+            match decode_state(&bytes) {
+                Ok(last_seen) => snapshot.last_seen = last_seen,
+                Err(why) => log::warn!(
+                    target: "ttn", file = dir.join(STATE_FILE).display().to_string().as_str();
+                    "ignoring the state file: {why}"
+                ),
+            }
+        }
+        let persisted = Some((snapshot.last_seen.clone(), Instant::now()));
+        let state = State { snapshot: Arc::new(snapshot), persisted, ..State::default() };
+        let api_host = config.api_host();
+        Cache { config, api_host, client, state: Mutex::new(state) }
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The API client (and its accounting of calls).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The snapshot as it is, without refreshing anything.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.lock().snapshot)
+    }
+
+    /// Makes every step due now, also one waiting out a failure (after a reload brought a
+    /// new API key, the old key's refusal says nothing about it).
+    pub fn retry_now(&self) {
+        let mut state = self.lock();
+        let mut snapshot = Snapshot::clone(&state.snapshot);
+        snapshot.list.due = None;
+        for cluster in snapshot.clusters.values_mut() {
+            cluster.phase.due = None;
+        }
+        state.snapshot = Arc::new(snapshot);
+    }
+
+    /// Takes over the last-seen times of the cache this one replaces (on a reload that
+    /// changed the configuration).
+    pub fn adopt_last_seen(&self, last_seen: &HashMap<String, LastSeen>) {
+        let mut state = self.lock();
+        let mut snapshot = Snapshot::clone(&state.snapshot);
+        for (id, seen) in last_seen {
+            snapshot.last_seen.entry(id.clone()).or_default().merge(seen.status, seen.uplink);
+        }
+        state.snapshot = Arc::new(snapshot);
+    }
+
+    fn identity(&self) -> Server<'_> {
+        Server { url: &self.config.api_url, cluster: &self.api_host }
     }
 
     /// The snapshot to render, refreshed first when due (waiting at most until `deadline`).
@@ -254,6 +362,7 @@ impl Cache {
             self.refresh_list(&mut snapshot).await;
         }
         self.refresh_stats(&mut snapshot).await;
+        self.persist(&snapshot.last_seen, false).await;
         let auth =
             snapshot.auth_error().map(|(name, message)| (name.to_owned(), message.to_owned()));
         let mut state = self.lock();
@@ -270,6 +379,41 @@ impl Cache {
         }
         state.reported_auth = auth.map(|(name, _)| name);
         state.snapshot = Arc::new(snapshot);
+    }
+
+    /// Writes the last-seen times to the state file in `--state-directory` when they changed:
+    /// at once when a gateway was added or dropped, else at most every [`PERSIST_EVERY`]
+    /// (a lost minute of "last seen" does not matter; a write every 30 s wears SD cards).
+    async fn persist(&self, last_seen: &HashMap<String, LastSeen>, now: bool) {
+        let Some(dir) = self.config.state_directory.clone() else { return };
+        let due = match &self.lock().persisted {
+            Some((written, _)) if written == last_seen => false,
+            Some((written, at)) => {
+                now || at.elapsed() >= PERSIST_EVERY
+                    || written.len() != last_seen.len()
+                    || written.keys().any(|id| !last_seen.contains_key(id))
+            }
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        let bytes = encode_state(last_seen);
+        let written = tokio::task::spawn_blocking(move || {
+            exporter_core::state::write_atomic(&dir, STATE_FILE, &bytes)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => self.lock().persisted = Some((last_seen.clone(), Instant::now())),
+            Ok(Err(err)) => log::warn!(target: "ttn", "cannot keep the last-seen times: {err:#}"),
+            Err(err) => log::warn!(target: "ttn", "cannot keep the last-seen times: {err}"),
+        }
+    }
+
+    /// Writes what the state file does not hold yet (on shutdown).
+    pub async fn flush(&self) {
+        let last_seen = self.lock().snapshot.last_seen.clone();
+        self.persist(&last_seen, true).await;
     }
 
     async fn refresh_list(&self, snap: &mut Snapshot) {
@@ -311,6 +455,23 @@ impl Cache {
         known.sort_by(|a, b| a.id.cmp(&b.id));
         let ids: HashSet<&str> = known.iter().map(|g| g.id.as_str()).collect();
         snap.stats.retain(|id, _| ids.contains(id.as_str()));
+        snap.last_seen.retain(|id, _| ids.contains(id.as_str()));
+        // A gateway new to the list gets its statistics in this same refresh, unless its
+        // cluster is waiting out a failure.
+        let before: HashSet<&str> = snap.gateways.iter().map(|g| g.id.as_str()).collect();
+        let mut fresh_hosts: Vec<String> = known
+            .iter()
+            .filter(|g| !before.contains(g.id.as_str()))
+            .map(|g| g.cluster.host.clone())
+            .collect();
+        fresh_hosts.dedup();
+        for host in fresh_hosts {
+            if let Some(state) = snap.clusters.get_mut(&host)
+                && state.phase.error.is_none()
+            {
+                state.phase.due = None;
+            }
+        }
         let hosts: HashSet<&str> = known.iter().map(|g| g.cluster.host.as_str()).collect();
         snap.clusters.retain(|host, _| hosts.contains(host.as_str()));
         // Servers get upgraded: look for the batch endpoint again with every new list.
@@ -342,7 +503,7 @@ impl Cache {
         let mut problems = Vec::new();
         let mut received: u64 = 0;
         for page in 1..=MAX_PAGES {
-            let (entries, total) = self.client.list_page(&self.config.api_url, scope, page).await?;
+            let (entries, total) = self.client.list_page(self.identity(), scope, page).await?;
             let count = entries.len() as u64;
             received += count;
             for entry in entries {
@@ -369,7 +530,7 @@ impl Cache {
 
     /// Why the list is empty, when the key is one that cannot list (a gateway key).
     async fn explain_empty_list(&self) -> Option<String> {
-        let info = self.client.auth_info(&self.config.api_url).await.ok()?;
+        let info = self.client.auth_info(self.identity()).await.ok()?;
         let gateway = info.api_key?.entity_ids.gateway_ids?.gateway_id;
         Some(format!(
             "the API key belongs to gateway {gateway:?} and cannot list gateways (the list \
@@ -389,11 +550,13 @@ impl Cache {
         let results = bounded(ids.to_vec(), self.config.concurrency, {
             let client = self.client.clone();
             let base = self.config.api_url.clone();
+            let host = self.api_host.clone();
             move |id: String| {
                 let client = client.clone();
                 let base = base.clone();
+                let host = host.clone();
                 async move {
-                    let result = client.gateway(&base, &id).await;
+                    let result = client.gateway(Server { url: &base, cluster: &host }, &id).await;
                     (id, result)
                 }
             }
@@ -442,7 +605,7 @@ impl Cache {
             let client = self.client.clone();
             let concurrency = self.config.concurrency;
             tasks.spawn(async move {
-                let fetched = fetch_cluster(client, url, ids, mode, concurrency).await;
+                let fetched = fetch_cluster(client, &host, url, ids, mode, concurrency).await;
                 (host, fetched)
             });
         }
@@ -450,11 +613,20 @@ impl Cache {
             let Ok((host, fetched)) = joined else { continue };
             let tx_ack_known = fetched.batch != BatchMode::Unsupported
                 && !fetched.results.iter().any(|(_, r)| old_gateway_server(r));
+            let stopped = fetched.error.is_some();
             let mut first_error: Option<ApiError> = fetched.error;
             let mut failed = 0usize;
+            let mut answered = 0usize;
             for (id, result) in fetched.results {
                 match result {
                     Ok((reply, at)) => {
+                        answered += 1;
+                        if let StatsReply::Stats(stats) = &reply {
+                            snap.last_seen.entry(id.clone()).or_default().merge(
+                                stats.last_status_received_at,
+                                stats.last_uplink_received_at,
+                            );
+                        }
                         snap.stats.insert(id, Record { reply: Arc::new(reply), at, tx_ack_known });
                     }
                     Err(err) => {
@@ -490,6 +662,21 @@ impl Cache {
             let done = Instant::now();
             match first_error {
                 None => state.phase.succeed(done, self.config.stats_ttl),
+                // Some gateways answered: the others' errors (a gateway without the status
+                // right, one deleted since the list was read) are theirs, not the key's or
+                // the server's.
+                Some(err)
+                    if answered > 0
+                        && !stopped
+                        && !matches!(err.status(), Some(401 | 429))
+                        && !err.is_unreachable() =>
+                {
+                    let message = match failed {
+                        1 => err.to_string(),
+                        n => format!("{err} (and {} more gateways failed)", n - 1),
+                    };
+                    state.phase.partial(done, self.config.stats_ttl, message);
+                }
                 Some(err) => {
                     state.phase.fail(done, self.config.stats_ttl, &err);
                     if failed > 1
@@ -516,6 +703,7 @@ struct ClusterFetch {
 
 async fn fetch_cluster(
     client: Client,
+    host: &str,
     url: Url,
     ids: Vec<String>,
     mut batch: BatchMode,
@@ -526,7 +714,7 @@ async fn fetch_cluster(
     if batch == BatchMode::Batch {
         let mut chunks = ids.chunks(BATCH_LIMIT);
         while let Some(chunk) = chunks.next() {
-            match client.batch_stats(&url, chunk).await {
+            match client.batch_stats(Server { url: &url, cluster: host }, chunk).await {
                 Ok(entries) => {
                     let at = Instant::now();
                     let mut answered = HashSet::new();
@@ -574,17 +762,19 @@ async fn fetch_cluster(
         return ClusterFetch { results, batch, error: None };
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let host = host.to_owned();
     let fetched = bounded(single, concurrency, {
         let stop = Arc::clone(&stop);
         move |id: String| {
             let client = client.clone();
             let url = url.clone();
+            let host = host.clone();
             let stop = Arc::clone(&stop);
             async move {
                 if stop.load(Ordering::Relaxed) {
                     return None;
                 }
-                let result = client.gateway_stats(&url, &id).await;
+                let result = client.gateway_stats(Server { url: &url, cluster: &host }, &id).await;
                 if let Err(err) = &result
                     && (err.status() == Some(429) || err.status() == Some(401))
                 {
@@ -647,5 +837,93 @@ fn old_gateway_server(result: &Result<(StatsReply, Instant), ApiError>) -> bool 
     match (parts.next().flatten(), parts.next().flatten(), parts.next().flatten()) {
         (Some(major), Some(minor), Some(patch)) => (major, minor, patch) < (3, 25, 2),
         _ => false,
+    }
+}
+
+/// The state file: `{"gateways": {"<id>": {"last_status_received_at": "<RFC 3339>",
+/// "last_uplink_received_at": "<RFC 3339>"}}}`.
+fn encode_state(last_seen: &HashMap<String, LastSeen>) -> Vec<u8> {
+    let sorted: BTreeMap<&str, &LastSeen> =
+        last_seen.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut gateways = serde_json::Map::new();
+    for (id, seen) in sorted {
+        let mut entry = serde_json::Map::new();
+        if let Some(t) = seen.status {
+            entry.insert("last_status_received_at".into(), t.to_string().into());
+        }
+        if let Some(t) = seen.uplink {
+            entry.insert("last_uplink_received_at".into(), t.to_string().into());
+        }
+        gateways.insert(id.to_owned(), entry.into());
+    }
+    serde_json::json!({ "gateways": gateways }).to_string().into_bytes()
+}
+
+fn decode_state(bytes: &[u8]) -> Result<HashMap<String, LastSeen>, String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        gateways: BTreeMap<String, Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(default, deserialize_with = "crate::wire::de_opt::timestamp")]
+        last_status_received_at: Option<Timestamp>,
+        #[serde(default, deserialize_with = "crate::wire::de_opt::timestamp")]
+        last_uplink_received_at: Option<Timestamp>,
+    }
+    let file: File = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    let mut out = HashMap::new();
+    for (id, entry) in file.gateways {
+        crate::config::entity_id(&id).map_err(|e| e.to_string())?;
+        let seen = LastSeen {
+            status: entry.last_status_received_at,
+            uplink: entry.last_uplink_received_at,
+        };
+        out.insert(id, seen);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_file_round_trip_and_bad_files() {
+        let t = |s: &str| Some(Timestamp::parse(s).unwrap());
+        let mut seen = HashMap::new();
+        seen.insert(
+            "gw-0001".to_owned(),
+            LastSeen {
+                status: t("2024-10-28T09:41:05.902117386Z"),
+                uplink: t("2024-10-28T09:41:31Z"),
+            },
+        );
+        seen.insert(
+            "gw-0002".to_owned(),
+            LastSeen { status: None, uplink: t("2024-10-27T00:00:00Z") },
+        );
+        let bytes = encode_state(&seen);
+        assert_eq!(decode_state(&bytes).unwrap(), seen);
+        for bad in [
+            &b"{"[..],
+            b"[]",
+            br#"{"gateways":{"GW!":{}}}"#,
+            br#"{"gateways":{"gw-1":{"last_uplink_received_at":"yesterday"}}}"#,
+        ] {
+            assert!(decode_state(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn last_seen_keeps_the_newest() {
+        let t = |s: &str| Some(Timestamp::parse(s).unwrap());
+        let mut seen = LastSeen::default();
+        assert!(seen.merge(t("2024-10-28T09:00:00Z"), None));
+        assert!(!seen.merge(t("2024-10-28T08:00:00Z"), None), "older is ignored");
+        assert!(seen.merge(None, t("2024-10-28T10:00:00Z")));
+        assert_eq!(seen.status, t("2024-10-28T09:00:00Z"));
+        assert!(!seen.merge(None, None), "a reconnection without traffic forgets nothing");
     }
 }

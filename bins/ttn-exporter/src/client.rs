@@ -1,12 +1,19 @@
 //! HTTP calls to the Identity Server and the Gateway Servers, and the API's error body
 //! turned into an [`ApiError`] the refresh logic can branch on.
 
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use exporter_core::Secret;
+use exporter_core::{Secret, config::Live};
 use reqwest::{StatusCode, Url, header::HeaderMap};
 
-use crate::api;
+use crate::{
+    api,
+    health::{ApiHealth, Code, Endpoint, RateLimitHeaders},
+};
 
 /// Responses larger than this are refused (a page of 1000 gateways is well below it).
 const BODY_LIMIT: usize = 16 << 20;
@@ -48,6 +55,15 @@ pub enum ApiError {
     Decode(String),
 }
 
+/// Where a call goes: the base URL and the cluster host it stands for (the `cluster` label
+/// of the API accounting: the `--api-url` host for the Identity Server, the host of
+/// `gateway_server_address` for a Gateway Server).
+#[derive(Debug, Clone, Copy)]
+pub struct Server<'a> {
+    pub url: &'a Url,
+    pub cluster: &'a str,
+}
+
 impl ApiError {
     /// The HTTP status, when the server answered.
     pub fn status(&self) -> Option<u16> {
@@ -62,6 +78,15 @@ impl ApiError {
         match self {
             ApiError::Status { name, .. } => name.as_deref(),
             _ => None,
+        }
+    }
+
+    /// No answer, or a server error (5xx): the API cannot be reached. A 429 is not this.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ApiError::Transport(_) => true,
+            ApiError::Status { status, .. } => (500..=599).contains(status),
+            ApiError::Decode(_) => false,
         }
     }
 
@@ -112,28 +137,52 @@ pub enum StatsReply {
     NotConnected,
 }
 
-/// The API client: one reqwest client and the key, shared by all calls.
+/// The API client: one reqwest client and the key, shared by all calls, and the accounting
+/// of every call.
+///
+/// The client has no redirect policy (exporter-core's clients follow none), so the key is
+/// sent only to the URLs the calls are given, which come from the configuration alone
+/// ([`crate::config::Config::cluster`]).
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    key: Secret,
+    /// The key; a reload replaces it (rotation without restart), calls read it when sent.
+    key: Arc<Live<Secret>>,
     timeout: Duration,
+    health: Arc<ApiHealth>,
 }
 
 impl Client {
     /// A client sending `key` as a bearer token, each call bounded by `timeout`.
     pub fn new(http: reqwest::Client, key: Secret, timeout: Duration) -> Client {
-        Client { http, key, timeout }
+        Client::shared(http, Arc::new(Live::new(key)), Arc::default(), timeout)
+    }
+
+    /// A client sharing the key and the accounting with others (the clients of a reloaded
+    /// configuration).
+    pub fn shared(
+        http: reqwest::Client,
+        key: Arc<Live<Secret>>,
+        health: Arc<ApiHealth>,
+        timeout: Duration,
+    ) -> Client {
+        Client { http, key, timeout, health }
+    }
+
+    /// The accounting of this client's calls.
+    pub fn health(&self) -> &ApiHealth {
+        &self.health
     }
 
     /// One page of the gateway list: the decoded entries (or why each failed) and
     /// `X-Total-Count`.
     pub async fn list_page(
         &self,
-        base: &Url,
+        server: Server<'_>,
         scope: &ListScope,
         page: u32,
     ) -> Result<(Vec<Result<api::Gateway, String>>, Option<u64>), ApiError> {
+        let base = server.url;
         let mut url = match scope {
             ListScope::All => join(base, &["api", "v3", "gateways"]),
             ListScope::User(id) => join(base, &["api", "v3", "users", id, "gateways"]),
@@ -146,7 +195,8 @@ impl Client {
             .append_pair("order", "gateway_id")
             .append_pair("limit", &PAGE_LIMIT.to_string())
             .append_pair("page", &page.to_string());
-        let (headers, body) = self.send(self.http.get(url)).await?;
+        let (headers, body) =
+            self.send(self.http.get(url), server.cluster, Endpoint::ListGateways).await?;
         let total = headers
             .get("x-total-count")
             .and_then(|v| v.to_str().ok())
@@ -156,18 +206,18 @@ impl Client {
     }
 
     /// `GET /api/v3/gateways/{id}` with the exporter's field mask.
-    pub async fn gateway(&self, base: &Url, id: &str) -> Result<api::Gateway, ApiError> {
-        let mut url = join(base, &["api", "v3", "gateways", id])?;
+    pub async fn gateway(&self, server: Server<'_>, id: &str) -> Result<api::Gateway, ApiError> {
+        let mut url = join(server.url, &["api", "v3", "gateways", id])?;
         url.query_pairs_mut().append_pair("field_mask", FIELD_MASK);
-        let (_, body) = self.send(self.http.get(url)).await?;
+        let (_, body) = self.send(self.http.get(url), server.cluster, Endpoint::GetGateway).await?;
         let value: serde_json::Value = decode(&body)?;
         api::gateway(value).map_err(ApiError::Decode)
     }
 
     /// `GET /api/v3/auth_info`.
-    pub async fn auth_info(&self, base: &Url) -> Result<api::AuthInfo, ApiError> {
-        let url = join(base, &["api", "v3", "auth_info"])?;
-        let (_, body) = self.send(self.http.get(url)).await?;
+    pub async fn auth_info(&self, server: Server<'_>) -> Result<api::AuthInfo, ApiError> {
+        let url = join(server.url, &["api", "v3", "auth_info"])?;
+        let (_, body) = self.send(self.http.get(url), server.cluster, Endpoint::AuthInfo).await?;
         decode(&body)
     }
 
@@ -175,24 +225,28 @@ impl Client {
     /// raw entries by gateway id.
     pub async fn batch_stats(
         &self,
-        cluster: &Url,
+        server: Server<'_>,
         ids: &[String],
     ) -> Result<Vec<(String, serde_json::Value)>, ApiError> {
-        let url = join(cluster, &["api", "v3", "gs", "gateways", "connection", "stats"])?;
+        let url = join(server.url, &["api", "v3", "gs", "gateways", "connection", "stats"])?;
         let body = serde_json::json!({
             "gateway_ids": ids.iter().map(|id| serde_json::json!({"gateway_id": id})).collect::<Vec<_>>(),
         });
         let request =
             self.http.post(url).header("content-type", "application/json").body(body.to_string());
-        let (_, body) = self.send(request).await?;
+        let (_, body) = self.send(request, server.cluster, Endpoint::BatchStats).await?;
         let batch: api::BatchStats = decode(&body)?;
         Ok(batch.entries.into_iter().collect())
     }
 
     /// `GET /api/v3/gs/gateways/{id}/connection/stats`.
-    pub async fn gateway_stats(&self, cluster: &Url, id: &str) -> Result<StatsReply, ApiError> {
-        let url = join(cluster, &["api", "v3", "gs", "gateways", id, "connection", "stats"])?;
-        match self.send(self.http.get(url)).await {
+    pub async fn gateway_stats(
+        &self,
+        server: Server<'_>,
+        id: &str,
+    ) -> Result<StatsReply, ApiError> {
+        let url = join(server.url, &["api", "v3", "gs", "gateways", id, "connection", "stats"])?;
+        match self.send(self.http.get(url), server.cluster, Endpoint::GatewayStats).await {
             Ok((_, body)) => {
                 let value: serde_json::Value = decode(&body)?;
                 let stats = api::connection_stats(value).map_err(ApiError::Decode)?;
@@ -206,19 +260,40 @@ impl Client {
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
+        cluster: &str,
+        endpoint: Endpoint,
     ) -> Result<(HeaderMap, Vec<u8>), ApiError> {
+        let started = Instant::now();
+        let result = self.exchange(request).await;
+        let (code, rate_limit) = match &result {
+            Ok((status, headers, _)) => {
+                (Code::Status(status.as_u16()), RateLimitHeaders::from_headers(headers))
+            }
+            Err(_) => (Code::NoAnswer, None),
+        };
+        self.health.record(cluster, endpoint, code, started.elapsed(), rate_limit);
+        let (status, headers, body) = result?;
+        if status == StatusCode::OK {
+            return Ok((headers, body));
+        }
+        Err(error_from(status.as_u16(), &headers, &body))
+    }
+
+    /// One request and its whole (bounded) body.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), ApiError> {
+        let key = self.key.load();
         let request = request
-            .bearer_auth(self.key.expose())
+            .bearer_auth(key.expose())
             .header("accept", "application/json")
             .timeout(self.timeout);
         let response = request.send().await.map_err(|e| ApiError::Transport(transport(&e)))?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_limited(response).await?;
-        if status == StatusCode::OK {
-            return Ok((headers, body));
-        }
-        Err(error_from(status.as_u16(), &headers, &body))
+        Ok((status, headers, body))
     }
 }
 

@@ -1,12 +1,114 @@
-//! The exporter's flags validated into a [`Config`]: URLs, ids, durations and the cluster
-//! map. Nothing after this step sees a flag string.
+//! The exporter's flags and `--config-file` validated into a [`Config`]: URLs, ids,
+//! durations and the cluster map. Nothing after this step sees a flag string.
+//!
+//! The config file (YAML, [`FileConfig`]) holds the same settings as the flags plus
+//! `gateway_labels`; a flag given on the command line or by environment wins over the file.
 
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context;
+use exporter_core::config::Labels;
 use reqwest::Url;
+use serde::Deserialize;
 
 use crate::{Flags, client::ListScope};
+
+/// The clusters of The Things Network's cloud: with `--api-url` on one of them, the others
+/// are known without `--cluster-url` (built in, never taken from API data).
+pub const TTN_CLOUD_CLUSTERS: [&str; 3] =
+    ["eu1.cloud.thethings.network", "nam1.cloud.thethings.network", "au1.cloud.thethings.network"];
+
+/// `--config-file`: the flags' settings (each optional) plus labels per gateway for `/sd`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `--api-url`.
+    pub api_url: Option<String>,
+    /// `--api-key-file`; a relative path names a systemd credential first.
+    pub api_key_file: Option<PathBuf>,
+    /// `--user`.
+    pub user: Option<String>,
+    /// `--organization`.
+    pub organization: Option<String>,
+    /// `--gateway`, as a list.
+    pub gateways: Option<Vec<String>>,
+    /// `--cluster-url`, as a map from host to URL.
+    pub cluster_urls: Option<BTreeMap<String, String>>,
+    /// `--stats-ttl`.
+    pub stats_ttl: Option<String>,
+    /// `--stats-max-stale`.
+    pub stats_max_stale: Option<String>,
+    /// `--gateways-refresh`.
+    pub gateways_refresh: Option<String>,
+    /// `--expose-location`.
+    pub expose_location: Option<bool>,
+    /// Labels per gateway id, given to Prometheus through `/sd`.
+    #[serde(default)]
+    pub gateway_labels: BTreeMap<String, Labels>,
+}
+
+impl FileConfig {
+    /// Reads and checks the file (unknown keys are errors naming file, line, column and key).
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let file: FileConfig = exporter_core::config::load_yaml(path)?;
+        for (id, labels) in &file.gateway_labels {
+            let what = format!("{}: gateway_labels.{id}", path.display());
+            entity_id(id).with_context(|| what.clone())?;
+            exporter_core::config::validate_labels(&what, labels)?;
+        }
+        Ok(file)
+    }
+
+    /// `flags` with this file's settings where the flag was not given (`given("--stats-ttl")`
+    /// says whether it was, on the command line or by environment). `--user`,
+    /// `--organization` and `--gateway` count as one setting: any of them given replaces all
+    /// three of the file.
+    pub fn merge(&self, flags: &Flags, given: &dyn Fn(&str) -> bool) -> Flags {
+        let mut out = flags.clone();
+        let from_file = |flag: &str| !given(flag);
+        if from_file("--api-url")
+            && let Some(v) = &self.api_url
+        {
+            out.api_url = v.clone();
+        }
+        if from_file("--api-key-file") && self.api_key_file.is_some() {
+            out.api_key_file = self.api_key_file.clone();
+        }
+        let selection_given = given("--user") || given("--organization") || given("--gateway");
+        let in_file = self.user.is_some() || self.organization.is_some() || self.gateways.is_some();
+        if !selection_given && in_file {
+            out.user = self.user.clone();
+            out.organization = self.organization.clone();
+            out.gateway = self.gateways.clone().unwrap_or_default();
+        }
+        if from_file("--cluster-url")
+            && let Some(map) = &self.cluster_urls
+        {
+            out.cluster_url = map.iter().map(|(host, url)| format!("{host}={url}")).collect();
+        }
+        for (flag, field, value) in [
+            ("--stats-ttl", &mut out.stats_ttl, &self.stats_ttl),
+            ("--stats-max-stale", &mut out.stats_max_stale, &self.stats_max_stale),
+            ("--gateways-refresh", &mut out.gateways_refresh, &self.gateways_refresh),
+        ] {
+            if from_file(flag)
+                && let Some(v) = value
+            {
+                *field = v.clone();
+            }
+        }
+        if from_file("--expose-location")
+            && let Some(v) = self.expose_location
+        {
+            out.expose_location = v;
+        }
+        out
+    }
+}
 
 /// Which gateways the exporter watches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +120,7 @@ pub enum Selection {
 }
 
 /// Validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Base URL of the Identity Server (no `/api/v3`).
     pub api_url: Url,
@@ -26,7 +128,13 @@ pub struct Config {
     /// `--cluster-url` overrides by lower-case host.
     pub cluster_urls: BTreeMap<String, Url>,
     pub stats_ttl: Duration,
+    /// How long past `stats_ttl` cached statistics are still served (`--stats-max-stale`).
+    pub stats_max_stale: Duration,
     pub gateways_refresh: Duration,
+    /// Whether antenna locations are exported (`--expose-location`).
+    pub expose_location: bool,
+    /// Where the last-seen times are kept across restarts (`--state-directory`).
+    pub state_directory: Option<PathBuf>,
     /// Statistics requests in flight per cluster.
     pub concurrency: usize,
     /// Bound of every single API call.
@@ -88,12 +196,17 @@ impl Config {
         let stats_ttl = parse_duration(&flags.stats_ttl).context("--stats-ttl")?;
         let gateways_refresh =
             parse_duration(&flags.gateways_refresh).context("--gateways-refresh")?;
+        let stats_max_stale =
+            parse_duration(&flags.stats_max_stale).context("--stats-max-stale")?;
         Ok(Config {
             api_url,
             selection,
             cluster_urls,
             stats_ttl,
+            stats_max_stale,
             gateways_refresh,
+            expose_location: flags.expose_location,
+            state_directory: None,
             concurrency: 4,
             request_timeout: Duration::from_secs(20),
         })
@@ -106,10 +219,10 @@ impl Config {
 
     /// The cluster hosting a gateway, from its `gateway_server_address`.
     ///
-    /// The API key is only ever sent to `--api-url`, to `--cluster-url` entries and to
-    /// siblings of the API host (`nam1.cloud.thethings.network` next to
-    /// `eu1.cloud.thethings.network`), over HTTPS: the address is editable by any
-    /// collaborator of the gateway and must not be able to send the key elsewhere.
+    /// The API key is only ever sent to an address the configuration names: `--api-url`,
+    /// the `--cluster-url` entries, and (with `--api-url` on The Things Network's cloud) the
+    /// other TTN cloud clusters over HTTPS. The address is editable by any collaborator of
+    /// the gateway, so a host it names is only a key to look up, never a place to connect to.
     pub fn cluster(&self, gateway_server_address: Option<&str>) -> Cluster {
         let api_host = self.api_host();
         let host = gateway_server_address.map(address_host).unwrap_or_default();
@@ -120,12 +233,16 @@ impl Config {
         if let Some(url) = self.cluster_urls.get(&host) {
             return Cluster { host, url: Ok(url.clone()) };
         }
-        let url = if siblings(&host, &api_host) {
+        let ttn_cloud = TTN_CLOUD_CLUSTERS.contains(&api_host.as_str())
+            && TTN_CLOUD_CLUSTERS.contains(&host.as_str())
+            && self.api_url.scheme() == "https";
+        let url = if ttn_cloud {
             Url::parse(&format!("https://{host}")).map_err(|e| format!("host {host:?}: {e}"))
         } else {
             Err(format!(
-                "gateway server address {host:?} is neither the API host nor one of its sibling \
-                 clusters: add --cluster-url {host}=URL to fetch its statistics"
+                "gateway server address {host:?} is not a configured cluster (the API key is \
+                 sent only to configured addresses): add --cluster-url {host}=URL to fetch its \
+                 statistics"
             ))
         };
         Cluster { host, url }
@@ -216,17 +333,6 @@ fn address_host(address: &str) -> String {
     host.to_ascii_lowercase()
 }
 
-/// Whether two DNS names differ only in their first label (`eu1.x.y` and `nam1.x.y`).
-fn siblings(a: &str, b: &str) -> bool {
-    if a.parse::<IpAddr>().is_ok() || b.parse::<IpAddr>().is_ok() {
-        return false;
-    }
-    match (a.split_once('.'), b.split_once('.')) {
-        (Some((_, pa)), Some((_, pb))) => pa == pb && pa.contains('.'),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -245,6 +351,12 @@ mod tests {
         assert_eq!(c.selection, Selection::List(ListScope::All));
         assert_eq!(c.stats_ttl, Duration::from_secs(30));
         assert_eq!(c.gateways_refresh, Duration::from_secs(600));
+        assert_eq!(c.stats_max_stale, Duration::from_secs(300));
+        assert!(!c.expose_location);
+        let c =
+            Config::from_flags(&flags(&["--stats-max-stale", "1h", "--expose-location"])).unwrap();
+        assert_eq!((c.stats_max_stale, c.expose_location), (Duration::from_secs(3600), true));
+        assert!(Config::from_flags(&flags(&["--stats-max-stale", "0s"])).is_err());
     }
 
     #[test]
@@ -312,8 +424,59 @@ mod tests {
         assert_eq!(au.url.unwrap().as_str(), "http://127.0.0.1:9/");
         let evil = c.cluster(Some("evil.example.com"));
         assert!(evil.url.unwrap_err().contains("--cluster-url evil.example.com=URL"));
+        let evil = c.cluster(Some("evil.cloud.thethings.network"));
+        assert!(evil.url.is_err(), "not one of the built-in TTN clusters");
         assert_eq!(address_host("[::1]:1700"), "::1");
-        assert!(!siblings("10.0.0.1", "10.0.0.2"));
-        assert!(!siblings("a.com", "b.com"));
+
+        // Self-hosted: no host from the API is trusted by its name alone.
+        let c = Config::from_flags(&flags(&["--api-url", "https://eu1.tts.example.com"])).unwrap();
+        assert!(c.cluster(Some("nam1.tts.example.com")).url.is_err());
+        assert!(c.cluster(Some("nam1.cloud.thethings.network")).url.is_err());
+        assert_eq!(c.cluster(Some("eu1.tts.example.com:1700")).url.unwrap(), c.api_url);
+    }
+
+    #[test]
+    fn config_file_settings_and_flags_that_win() {
+        let text = "api_url: https://tts.example.com/api/v3\n\
+                    api_key_file: /etc/ttn-exporter/api-key\n\
+                    organization: acme-org\n\
+                    cluster_urls:\n  nam1.tts.example.com: https://nam1.tts.example.com\n\
+                    stats_ttl: 1m\n\
+                    stats_max_stale: 10m\n\
+                    gateways_refresh: 15m\n\
+                    expose_location: true\n\
+                    gateway_labels:\n  gw-1: {site: north}\n";
+        let file: FileConfig = exporter_core::config::parse_yaml("c.yml", text).unwrap();
+        let merged = file.merge(&flags(&[]), &|_| false);
+        let c = Config::from_flags(&merged).unwrap();
+        assert_eq!(c.api_url.as_str(), "https://tts.example.com/");
+        assert_eq!(c.selection, Selection::List(ListScope::Organization("acme-org".into())));
+        assert_eq!(
+            c.cluster_urls["nam1.tts.example.com"].as_str(),
+            "https://nam1.tts.example.com/"
+        );
+        assert_eq!(c.stats_ttl, Duration::from_secs(60));
+        assert_eq!(c.stats_max_stale, Duration::from_secs(600));
+        assert_eq!(c.gateways_refresh, Duration::from_secs(900));
+        assert!(c.expose_location);
+        assert_eq!(merged.api_key_file.as_deref(), Some(Path::new("/etc/ttn-exporter/api-key")));
+        assert_eq!(file.gateway_labels["gw-1"]["site"], "north");
+
+        // Flags given explicitly win; --gateway replaces the file's selection.
+        let cli = flags(&["--stats-ttl", "5s", "--gateway", "gw-9"]);
+        let given = |f: &str| ["--stats-ttl", "--gateway"].contains(&f);
+        let c = Config::from_flags(&file.merge(&cli, &given)).unwrap();
+        assert_eq!(c.stats_ttl, Duration::from_secs(5));
+        assert_eq!(c.selection, Selection::Fixed(vec!["gw-9".into()]));
+        assert_eq!(c.gateways_refresh, Duration::from_secs(900), "from the file");
+
+        for (bad, want) in [
+            ("api_url: x\nstats_tll: 1m\n", "c.yml:2:1: stats_tll: unknown field `stats_tll`"),
+            ("gateway_labels:\n  gw-1: {site: [a]}\n", "c.yml:2:"),
+            ("cluster_urls: [a]\n", "c.yml:1:"),
+        ] {
+            let err = exporter_core::config::parse_yaml::<FileConfig>("c.yml", bad).unwrap_err();
+            assert!(format!("{err:#}").starts_with(want), "{bad:?}: {err:#}");
+        }
     }
 }

@@ -11,18 +11,24 @@ pub mod api;
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod health;
 pub mod metrics;
 pub mod wire;
 
-use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Instant};
+use std::{collections::BTreeMap, fmt, path::PathBuf, str::FromStr, sync::Arc, time::Instant};
 
+use anyhow::Context as _;
 use argh::{ArgsInfo, FromArgs};
-use exporter_core::{Exporter, ExporterInfo, Scrape, Secret, Timed};
+use exporter_core::{
+    Exporter, ExporterInfo, Scrape, SdTarget, Secret, TargetInfo, Timed,
+    config::{Labels, Live},
+};
 
 use crate::{
     cache::{Cache, Phase, Snapshot},
     client::Client,
-    config::Config,
+    config::{Config, FileConfig},
+    health::ApiHealth,
     metrics::{GatewayView, StatsView},
 };
 
@@ -33,6 +39,9 @@ pub const INFO: ExporterInfo = ExporterInfo {
     version: env!("CARGO_PKG_VERSION"),
     default_port: 9714,
 };
+
+/// At most this many gateways are listed on the landing page.
+const MAX_LANDING_TARGETS: usize = 200;
 
 /// The default `--api-url`.
 pub const DEFAULT_API_URL: &str = "https://eu1.cloud.thethings.network";
@@ -73,6 +82,14 @@ pub struct Flags {
     /// how often the gateway list is read again, e.g. 10m (units ms, s, m, h; default 10m)
     #[argh(option, default = "\"10m\".to_owned()")]
     pub gateways_refresh: String,
+
+    /// how long past --stats-ttl cached statistics are still served while the API cannot be reached or rate-limits the exporter; after that a gateway's statistics series are absent (default 5m)
+    #[argh(option, default = "\"5m\".to_owned()")]
+    pub stats_max_stale: String,
+
+    /// export the registered antenna locations of the gateways (latitude, longitude, altitude; personal data)
+    #[argh(switch)]
+    pub expose_location: bool,
 }
 
 /// What `?target=` names: one gateway id, or every gateway (`/metrics`, or `*`).
@@ -102,28 +119,98 @@ impl fmt::Display for Target {
     }
 }
 
-/// The exporter: configuration, API client and the shared cache.
+/// Everything the exporter was started with, kept for reloads.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    pub flags: Flags,
+    /// The flags given on the command line or by environment: they win over the file.
+    pub given: Vec<String>,
+    /// `--config-file`.
+    pub config_file: Option<PathBuf>,
+    /// `--state-directory`.
+    pub state_directory: Option<PathBuf>,
+}
+
+/// A configuration read from the flags, the config file and the key file.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub key: Secret,
+    /// `gateway_labels` of the config file.
+    pub labels: BTreeMap<String, Labels>,
+}
+
+impl Startup {
+    /// The flags alone: no config file.
+    pub fn flags(flags: Flags, state_directory: Option<PathBuf>) -> Startup {
+        Startup { flags, given: Vec::new(), config_file: None, state_directory }
+    }
+
+    /// Reads the config file (if any) and the API key, and validates everything.
+    pub fn load(&self) -> anyhow::Result<Loaded> {
+        let (flags, labels) = match &self.config_file {
+            Some(path) => {
+                let file = FileConfig::load(path)?;
+                let given = |flag: &str| self.given.iter().any(|g| g == flag);
+                (file.merge(&self.flags, &given), file.gateway_labels)
+            }
+            None => (self.flags.clone(), BTreeMap::new()),
+        };
+        let mut config = Config::from_flags(&flags)?;
+        config.state_directory = self.state_directory.clone();
+        let key = match &flags.api_key_file {
+            Some(path) => exporter_core::config::read_secret_file(path).context("api key")?,
+            None => Secret::resolve(None, Some("TTN_API_KEY"), Some("ttn-api-key"))?.ok_or_else(
+                || {
+                    anyhow::anyhow!(
+                        "no API key: set --api-key-file (or TTN_API_KEY_FILE, or api_key_file in \
+                         the config file), TTN_API_KEY, or the systemd credential ttn-api-key"
+                    )
+                },
+            )?,
+        };
+        Ok(Loaded { config, key, labels })
+    }
+}
+
+/// The exporter: the running configuration, the API key and the cache.
 #[derive(Debug, Clone)]
 pub struct Ttn {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// `None` for an exporter built from a ready configuration (tests): nothing to reload.
+    startup: Option<Startup>,
+    http: reqwest::Client,
+    /// The API key every client of every configuration reads when it sends a call.
+    key: Arc<Live<Secret>>,
+    /// The accounting of API calls, kept across reloads.
+    health: Arc<ApiHealth>,
+    running: Live<Running>,
+}
+
+/// What a reload replaces: the cache (kept when the configuration did not change) and the
+/// labels for `/sd`.
+#[derive(Debug)]
+struct Running {
     cache: Arc<Cache>,
+    labels: BTreeMap<String, Labels>,
 }
 
 impl Ttn {
-    /// Validates the flags, reads the API key and builds the HTTP client.
-    pub fn new(flags: Flags) -> anyhow::Result<Ttn> {
-        let key = Secret::resolve(
-            flags.api_key_file.as_deref(),
-            Some("TTN_API_KEY"),
-            Some("ttn-api-key"),
-        )?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no API key: set --api-key-file (or TTN_API_KEY_FILE), TTN_API_KEY, or the \
-                     systemd credential ttn-api-key"
-            )
-        })?;
+    /// Validates the flags, reads the API key and builds the HTTP client; the last-seen
+    /// times are kept in `state_directory` when given (`--state-directory`).
+    pub fn new(flags: Flags, state_directory: Option<PathBuf>) -> anyhow::Result<Ttn> {
+        Ttn::start(Startup::flags(flags, state_directory))
+    }
+
+    /// Reads the configuration (flags, config file, key file) and builds the exporter.
+    pub fn start(startup: Startup) -> anyhow::Result<Ttn> {
+        let loaded = startup.load()?;
         let http = exporter_core::client::http_client(&INFO)?;
-        Ttn::with_parts(&flags, key, http)
+        Ok(Ttn::build(Some(startup), loaded, http))
     }
 
     /// Builds the exporter from flags, a key and a client (tests use their own client).
@@ -133,20 +220,41 @@ impl Ttn {
 
     /// Builds the exporter from a validated configuration.
     pub fn from_config(config: Config, key: Secret, http: reqwest::Client) -> Ttn {
-        for url in std::iter::once(&config.api_url).chain(config.cluster_urls.values()) {
-            let host = url.host_str().unwrap_or_default();
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let loopback = host == "localhost"
-                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-            if url.scheme() == "http" && !loopback {
-                log::warn!(
-                    target: "ttn", url = url.as_str();
-                    "the API key is sent unencrypted over plain HTTP; use https://"
-                );
-            }
+        Ttn::build(None, Loaded { config, key, labels: BTreeMap::new() }, http)
+    }
+
+    fn build(startup: Option<Startup>, loaded: Loaded, http: reqwest::Client) -> Ttn {
+        warn_plain_http(&loaded.config);
+        let key = Arc::new(Live::new(loaded.key));
+        let health = Arc::new(ApiHealth::default());
+        let client = Client::shared(
+            http.clone(),
+            Arc::clone(&key),
+            Arc::clone(&health),
+            loaded.config.request_timeout,
+        );
+        let cache = Arc::new(Cache::new(loaded.config, client));
+        let running = Live::new(Running { cache, labels: loaded.labels });
+        Ttn { inner: Arc::new(Inner { startup, http, key, health, running }) }
+    }
+
+    fn cache(&self) -> Arc<Cache> {
+        Arc::clone(&self.inner.running.load().cache)
+    }
+}
+
+fn warn_plain_http(config: &Config) {
+    for url in std::iter::once(&config.api_url).chain(config.cluster_urls.values()) {
+        let host = url.host_str().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if url.scheme() == "http" && !loopback {
+            log::warn!(
+                target: "ttn", url = url.as_str();
+                "the API key is sent unencrypted over plain HTTP; use https://"
+            );
         }
-        let client = Client::new(http, key, config.request_timeout);
-        Ttn { cache: Arc::new(Cache::new(config, client)) }
     }
 }
 
@@ -160,9 +268,83 @@ impl Exporter for Ttn {
         Some(Target::All)
     }
 
+    async fn shutdown(&self) {
+        self.cache().flush().await;
+    }
+
+    async fn reload(&self) -> anyhow::Result<()> {
+        let Some(startup) = &self.inner.startup else { return Ok(()) };
+        let loaded = startup.load()?;
+        let running = self.inner.running.load();
+        let rotated = self.inner.key.load().expose() != loaded.key.expose();
+        self.inner.key.store(loaded.key);
+        let cache = if *running.cache.config() == loaded.config {
+            Arc::clone(&running.cache)
+        } else {
+            warn_plain_http(&loaded.config);
+            let client = Client::shared(
+                self.inner.http.clone(),
+                Arc::clone(&self.inner.key),
+                Arc::clone(&self.inner.health),
+                loaded.config.request_timeout,
+            );
+            let cache = Arc::new(Cache::new(loaded.config, client));
+            cache.adopt_last_seen(&running.cache.snapshot().last_seen);
+            cache
+        };
+        if rotated {
+            cache.retry_now();
+        }
+        log::info!(
+            target: "ttn", key_rotated = rotated, gateway_labels = loaded.labels.len();
+            "configuration reloaded"
+        );
+        self.inner.running.store(Running { cache, labels: loaded.labels });
+        Ok(())
+    }
+
+    fn targets(&self) -> Vec<TargetInfo> {
+        let running = self.inner.running.load();
+        let snap = running.cache.snapshot();
+        // The landing page stays small for large accounts: /sd has them all.
+        snap.gateways
+            .iter()
+            .take(MAX_LANDING_TARGETS)
+            .map(|g| TargetInfo {
+                name: g.id.clone(),
+                settings: vec![("cluster".to_owned(), g.cluster.host.clone())],
+                labels: running.labels.get(&g.id).cloned().unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    async fn sd_targets(&self) -> anyhow::Result<Vec<SdTarget>> {
+        let running = self.inner.running.load();
+        let mut snap = running.cache.snapshot();
+        if !snap.listed {
+            // Not read yet (just started): read it now, bounded.
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            snap = running.cache.current(deadline).await.snapshot;
+        }
+        if !snap.listed {
+            let why = snap.list.error.as_ref().map_or("no answer yet", |f| f.message.as_str());
+            anyhow::bail!("the gateway list has not been read yet: {why}");
+        }
+        Ok(snap
+            .gateways
+            .iter()
+            .map(|g| SdTarget {
+                target: g.id.clone(),
+                labels: running.labels.get(&g.id).cloned().unwrap_or_default(),
+            })
+            .collect())
+    }
+
     async fn probe(&self, target: &Target, out: &mut Scrape) -> anyhow::Result<()> {
         let started = Instant::now();
-        let current = self.cache.current(out.deadline()).await;
+        // One configuration for the whole scrape, whatever a reload does meanwhile.
+        let cache = self.cache();
+        let current = cache.current(out.deadline()).await;
         let waited = started.elapsed();
         let now = Instant::now();
         let snap = &current.snapshot;
@@ -185,9 +367,26 @@ impl Exporter for Ttn {
             Target::Gateway(id) => snap.gateway(id).into_iter().collect(),
         };
         // Render first, so that even a failing scrape shows the last good values.
+        let config = cache.config();
         for known in &selected {
-            render(out, snap, known, now);
+            render(out, snap, known, now, config);
         }
+        metrics::api_health(out, &self.inner.health.snapshot());
+        let mut hosts: Vec<&str> = selected.iter().map(|k| k.cluster.host.as_str()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        // `ttn_up 0` while the API cannot be reached (no answer, or 5xx; a 429 is not that),
+        // after the collectors are recorded: the values stay, with their age.
+        let unreachable = || -> Option<String> {
+            if let Some((server, message)) = snap.unreachable(&hosts) {
+                return Some(format!("the API cannot be reached: {server}: {message}"));
+            }
+            let waited_for = std::iter::once(&snap.list)
+                .chain(hosts.iter().filter_map(|h| snap.clusters.get(*h).map(|c| &c.phase)));
+            let due = waited_for.into_iter().any(|p| p.is_due(now))
+                || hosts.iter().any(|h| !snap.clusters.contains_key(*h));
+            (late && due).then(|| "the API did not answer before the scrape deadline".to_owned())
+        };
         if snap.listed
             && matches!(target, Target::All)
             && let Some(at) = snap.list.ok_at
@@ -202,7 +401,10 @@ impl Exporter for Ttn {
         let list = in_time(&snap.list).map_err(|e| e.context("ListGateways"));
         out.record(Timed { name: "gateway_list", elapsed: waited, result: list });
         if !snap.listed {
-            return Ok(());
+            return match unreachable() {
+                Some(why) => Err(anyhow::anyhow!(why)),
+                None => Ok(()),
+            };
         }
         if let Target::Gateway(id) = target
             && selected.is_empty()
@@ -210,10 +412,7 @@ impl Exporter for Ttn {
             anyhow::bail!("gateway {id:?} is not among the gateways the exporter watches");
         }
         let mut problems = Vec::new();
-        let mut hosts: Vec<&str> = selected.iter().map(|k| k.cluster.host.as_str()).collect();
-        hosts.sort_unstable();
-        hosts.dedup();
-        for host in hosts {
+        for host in hosts.iter().copied() {
             let result = match snap.clusters.get(host) {
                 Some(state) => in_time(&state.phase),
                 None if late => {
@@ -240,21 +439,31 @@ impl Exporter for Ttn {
             elapsed: waited,
             result: stats.map_err(|e| e.context("GetGatewayConnectionStats")),
         });
-        Ok(())
+        match unreachable() {
+            Some(why) => Err(anyhow::anyhow!(why)),
+            None => Ok(()),
+        }
     }
 }
 
-fn render(out: &mut Scrape, snap: &Snapshot, known: &cache::Known, now: Instant) {
+fn render(out: &mut Scrape, snap: &Snapshot, known: &cache::Known, now: Instant, config: &Config) {
     let record = snap.stats.get(&known.id);
+    let served_for = config.stats_ttl.saturating_add(config.stats_max_stale);
     let view = GatewayView {
         id: &known.id,
         info: known.info.as_deref(),
         cluster: &known.cluster.host,
-        stats: record.map(|r| StatsView {
-            reply: &r.reply,
-            age: now.saturating_duration_since(r.at),
-            tx_ack_known: r.tx_ack_known,
+        stats: record.map(|r| {
+            let age = now.saturating_duration_since(r.at);
+            StatsView {
+                reply: &r.reply,
+                age,
+                tx_ack_known: r.tx_ack_known,
+                expired: age > served_for,
+            }
         }),
+        last_seen: snap.last_seen.get(&known.id),
+        expose_location: config.expose_location,
     };
     metrics::gateway(out, &view);
 }
@@ -281,18 +490,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ttn-key-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let missing = dir.join("missing");
-        let err = Ttn::new(flags(&["--api-key-file", missing.to_str().unwrap()])).unwrap_err();
+        let err =
+            Ttn::new(flags(&["--api-key-file", missing.to_str().unwrap()]), None).unwrap_err();
         assert!(format!("{err:#}").contains("cannot read secret file"), "{err:#}");
         let file = dir.join("key");
         std::fs::write(&file, "NNSXS.ABC.DEF\n").unwrap();
-        assert!(Ttn::new(flags(&["--api-key-file", file.to_str().unwrap()])).is_ok());
+        assert!(Ttn::new(flags(&["--api-key-file", file.to_str().unwrap()]), None).is_ok());
         // Bad flags are reported even with a good key, and the key never shows.
-        let err = Ttn::new(flags(&[
-            "--api-key-file",
-            file.to_str().unwrap(),
-            "--gateways-refresh",
-            "0s",
-        ]))
+        let err = Ttn::new(
+            flags(&["--api-key-file", file.to_str().unwrap(), "--gateways-refresh", "0s"]),
+            None,
+        )
         .unwrap_err();
         let text = format!("{err:#}");
         assert!(text.starts_with("--gateways-refresh: invalid duration"), "{text}");
@@ -300,7 +508,7 @@ mod tests {
         if std::env::var_os("TTN_API_KEY").is_none()
             && std::env::var_os("CREDENTIALS_DIRECTORY").is_none()
         {
-            let err = Ttn::new(flags(&[])).unwrap_err();
+            let err = Ttn::new(flags(&[]), None).unwrap_err();
             assert!(format!("{err:#}").starts_with("no API key"), "{err:#}");
         }
         let _ = std::fs::remove_dir_all(&dir);

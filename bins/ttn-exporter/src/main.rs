@@ -2,12 +2,19 @@
 
 use std::process::ExitCode;
 
-use ttn_exporter::{Flags, INFO, Ttn};
+use ttn_exporter::{Flags, INFO, Startup, Ttn};
 
 fn main() -> ExitCode {
     let cli = match exporter_core::parse_cli::<Flags>(INFO) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    exporter_core::run(cli, |flags, _opts| Ttn::new(flags))
+    exporter_core::run(cli, |flags, opts| {
+        Ttn::start(Startup {
+            flags,
+            given: opts.set_flags.clone(),
+            config_file: opts.config_file.clone(),
+            state_directory: opts.state_directory.clone(),
+        })
+    })
 }

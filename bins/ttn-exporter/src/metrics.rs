@@ -5,9 +5,15 @@ use std::time::Duration;
 
 use exporter_core::Scrape;
 
-use crate::{api, client::StatsReply};
+use crate::{api, cache::LastSeen, client::StatsReply, health::HealthSnapshot, wire::Timestamp};
 
-const CACHED: &str = "cached up to --stats-ttl";
+const CACHED: &str = "cached up to --stats-ttl and served at most --stats-max-stale longer \
+                      while the API cannot be reached or rate-limits (see \
+                      ttn_gateway_stats_age_seconds), then absent";
+
+const REMEMBERED: &str = "the newest the exporter has seen, kept after the Gateway Server \
+                          forgets it (404 not_connected 48 h after a disconnect, and on \
+                          reconnection) and across restarts with --state-directory";
 
 /// Everything the exporter knows about one gateway, borrowed for rendering.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +24,10 @@ pub struct GatewayView<'a> {
     /// The host of the cluster its statistics come from.
     pub cluster: &'a str,
     pub stats: Option<StatsView<'a>>,
+    /// The last-seen times the exporter remembers.
+    pub last_seen: Option<&'a LastSeen>,
+    /// Whether the antenna locations are exported (`--expose-location`).
+    pub expose_location: bool,
 }
 
 /// The last good statistics answer of a gateway.
@@ -29,6 +39,9 @@ pub struct StatsView<'a> {
     /// Whether the Gateway Server reports `tx_acknowledgment_count` (3.25.2 and later), so
     /// that an omitted count is a real 0.
     pub tx_ack_known: bool,
+    /// Older than `--stats-ttl` plus `--stats-max-stale`: no longer served (only its age,
+    /// the protocol on the info metric and the remembered times stay).
+    pub expired: bool,
 }
 
 /// Writes all series of one gateway.
@@ -39,19 +52,119 @@ pub fn gateway(out: &mut Scrape, gw: &GatewayView<'_>) {
         _ => None,
     };
     info(out, gw, stats.and_then(|s| s.protocol.as_deref()));
-    if let Some(info) = gw.info {
+    if let Some(info) = gw.info
+        && gw.expose_location
+    {
         antennas(out, id, info);
     }
+    let served = gw.stats.filter(|v| !v.expired);
+    let served_stats = served.and_then(|v| match v.reply {
+        StatsReply::Stats(stats) => Some(stats.as_ref()),
+        StatsReply::NotConnected => None,
+    });
+    last_seen(out, id, served_stats, gw.last_seen);
     let Some(view) = gw.stats else { return };
     out.gauge(
         "gateway_stats_age_seconds",
-        "Seconds since the gateway's connection statistics were fetched; values are cached up \
-         to --stats-ttl and kept while the API is unreachable or rate limited.",
+        "Seconds since the gateway's connection statistics were fetched. They are cached up to \
+         --stats-ttl; while the API cannot be reached or rate-limits they are served up to \
+         --stats-max-stale longer, then the gateway's statistics series are absent (this age \
+         and ttn_gateway_info stay).",
     )
     .sample(&[("gateway_id", id)], view.age.as_secs_f64());
+    if view.expired {
+        return;
+    }
     match view.reply {
         StatsReply::NotConnected => connected(out, id, false),
         StatsReply::Stats(stats) => connection(out, id, stats, view.tx_ack_known),
+    }
+}
+
+/// The remembered last-status and last-uplink times: the newer of the served statistics
+/// and the exporter's memory.
+fn last_seen(
+    out: &mut Scrape,
+    id: &str,
+    stats: Option<&api::ConnectionStats>,
+    memory: Option<&LastSeen>,
+) {
+    let newest = |a: Option<Timestamp>, b: Option<Timestamp>| a.max(b);
+    let status =
+        newest(stats.and_then(|s| s.last_status_received_at), memory.and_then(|m| m.status));
+    let uplink =
+        newest(stats.and_then(|s| s.last_uplink_received_at), memory.and_then(|m| m.uplink));
+    let labels = [("gateway_id", id)];
+    out.gauge(
+        "gateway_last_status_timestamp_seconds",
+        &format!(
+            "Time the last status message was received, in seconds since the Unix epoch; \
+             {REMEMBERED}."
+        ),
+    )
+    .sample_opt(&labels, status.map(Timestamp::as_secs_f64));
+    out.gauge(
+        "gateway_last_uplink_timestamp_seconds",
+        &format!(
+            "Time the last uplink message was received, in seconds since the Unix epoch; \
+             {REMEMBERED}."
+        ),
+    )
+    .sample_opt(&labels, uplink.map(Timestamp::as_secs_f64));
+}
+
+/// The exporter's accounting of its API calls (not device data: counted by this process).
+pub fn api_health(out: &mut Scrape, h: &HealthSnapshot) {
+    {
+        let mut requests = out.counter(
+            "api_requests_total",
+            "API calls the exporter made since it started, by cluster (the host of --api-url or \
+             of the gateways' gateway_server_address), endpoint (the API's method name) and \
+             HTTP status code (error: no answer, e.g. refused or timed out).",
+        );
+        for ((cluster, endpoint, code), n) in &h.requests {
+            let code = code.label();
+            requests.sample(
+                &[("cluster", cluster), ("endpoint", endpoint.label()), ("code", &code)],
+                *n as f64,
+            );
+        }
+    }
+    {
+        // TODO(core histogram): a histogram `api_request_duration_seconds` with
+        // health::BUCKETS once exporter-core's Scrape can write histograms.
+        let mut seconds = out.counter(
+            "api_request_duration_seconds_total",
+            "Seconds spent in API calls since the exporter started, by cluster and endpoint \
+             (divide its rate by the rate of ttn_api_requests_total for the mean duration).",
+        );
+        for ((cluster, endpoint), hist) in &h.durations {
+            seconds.sample(&[("cluster", cluster), ("endpoint", endpoint.label())], hist.sum);
+        }
+    }
+    let rate = "on the last answer from the cluster that carried the header (absent while the \
+                server sends none: its rate limiting is off)";
+    for (cluster, r) in &h.rate_limits {
+        let labels = [("cluster", cluster.as_str())];
+        out.gauge(
+            "api_rate_limit_remaining",
+            &format!(
+                "Requests the API's rate limiter still allows (X-Rate-Limit-Available) {rate}."
+            ),
+        )
+        .sample_opt(&labels, r.available.map(|v| v as f64));
+        out.gauge(
+            "api_rate_limit_limit",
+            &format!("Burst size of the API's rate limiter (X-Rate-Limit-Limit) {rate}."),
+        )
+        .sample_opt(&labels, r.limit.map(|v| v as f64));
+        out.gauge(
+            "api_rate_limit_reset_seconds",
+            &format!(
+                "Seconds until the API's rate limiter is full again (X-Rate-Limit-Reset) {rate}."
+            ),
+        )
+        .sample_opt(&labels, r.reset.map(|v| v as f64));
     }
 }
 
@@ -110,17 +223,20 @@ fn antennas(out: &mut Scrape, id: &str, info: &api::Gateway) {
         // Inside a present location, an omitted coordinate is a real 0 (protobuf JSON).
         out.gauge(
             "gateway_antenna_latitude_degrees",
-            "Registered latitude of the gateway's antenna (WGS84 degrees).",
+            "Registered latitude of the gateway's antenna (WGS84 degrees); only with \
+             --expose-location.",
         )
         .sample(&labels, location.latitude.unwrap_or(0.0));
         out.gauge(
             "gateway_antenna_longitude_degrees",
-            "Registered longitude of the gateway's antenna (WGS84 degrees).",
+            "Registered longitude of the gateway's antenna (WGS84 degrees); only with \
+             --expose-location.",
         )
         .sample(&labels, location.longitude.unwrap_or(0.0));
         out.gauge(
             "gateway_antenna_altitude_meters",
-            "Registered altitude of the gateway's antenna in metres.",
+            "Registered altitude of the gateway's antenna in metres; only with \
+             --expose-location.",
         )
         .sample(&labels, location.altitude.unwrap_or(0.0));
     }
@@ -129,9 +245,10 @@ fn antennas(out: &mut Scrape, id: &str, info: &api::Gateway) {
 fn connected(out: &mut Scrape, id: &str, value: bool) {
     out.gauge(
         "gateway_connected",
-        "1 while the gateway is connected to its Gateway Server (connected_at set, \
-         disconnected_at not), 0 when disconnected or not connected to its cluster; cached up \
-         to --stats-ttl.",
+        &format!(
+            "1 while the gateway is connected to its Gateway Server (connected_at set, \
+             disconnected_at not), 0 when disconnected or not connected to its cluster; {CACHED}."
+        ),
     )
     .sample(&[("gateway_id", id)], if value { 1.0 } else { 0.0 });
 }
@@ -149,16 +266,6 @@ fn connection(out: &mut Scrape, id: &str, s: &api::ConnectionStats, tx_ack_known
             "gateway_disconnected_timestamp_seconds",
             "Time the last connection ended (kept by the Gateway Server for 48 h)",
             s.disconnected_at,
-        ),
-        (
-            "gateway_last_status_timestamp_seconds",
-            "Time the last status message was received",
-            s.last_status_received_at,
-        ),
-        (
-            "gateway_last_uplink_timestamp_seconds",
-            "Time the last uplink message was received",
-            s.last_uplink_received_at,
         ),
         (
             "gateway_last_downlink_timestamp_seconds",

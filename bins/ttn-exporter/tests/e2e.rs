@@ -268,8 +268,8 @@ async fn rate_limit_keeps_last_values_and_waits() {
     let nam1 = sim.cluster("nam1").unwrap();
     let text = metrics(&server).await;
     let uplinks = value(&text, "ttn_gateway_uplinks_total{gateway_id=\"gw-0001\"}").unwrap();
-    eu1.device.set_rate_limit(Some(RateLimit { retry_secs: 2, alt_spelling: false }));
-    nam1.device.set_rate_limit(Some(RateLimit { retry_secs: 2, alt_spelling: true }));
+    eu1.device.set_rate_limit(Some(RateLimit { retry_secs: 3, alt_spelling: false }));
+    nam1.device.set_rate_limit(Some(RateLimit { retry_secs: 3, alt_spelling: true }));
     tokio::time::sleep(Duration::from_millis(150)).await;
     let limited_at = Instant::now();
     let text = metrics(&server).await;
@@ -286,18 +286,22 @@ async fn rate_limit_keeps_last_values_and_waits() {
         Some(0.0)
     );
     // No request until X-Rate-Limit-Retry has passed, in either spelling.
-    // (Past 1.2 s, so that a server's wait of 2 s is told apart from the 1 s minimum.)
-    for _ in 0..6 {
+    // (Up to 2 s, so that a server's wait of 3 s is told apart from the 1 s minimum.)
+    for _ in 0..10 {
+        if limited_at.elapsed() >= Duration::from_secs(2) {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
         metrics(&server).await;
     }
+    assert!(limited_at.elapsed() >= Duration::from_millis(1200), "scrapes past 1.2 s");
     // One answered call before the limit, one refused with 429, then nothing.
     assert_eq!(eu1.server.counters().get(BATCH), 2);
     assert_eq!(nam1.server.counters().get(BATCH), 2);
     eu1.device.set_rate_limit(None);
     nam1.device.set_rate_limit(None);
     tokio::time::sleep(
-        Duration::from_secs(2).saturating_sub(limited_at.elapsed()) + Duration::from_millis(400),
+        Duration::from_secs(3).saturating_sub(limited_at.elapsed()) + Duration::from_millis(400),
     )
     .await;
     let text = metrics(&server).await;
@@ -409,7 +413,9 @@ async fn broken_bodies_are_errors_not_values() {
         assert!(trace.contains("collector gateway_stats failed"), "{fault}: {trace}");
         assert!(trace.contains("cluster eu1.cloud.thethings.network"), "{fault}: {trace}");
         let text = metrics(&server).await;
-        assert_eq!(value(&text, "ttn_up"), Some(1.0), "{fault}: {text}");
+        // A body that is not JSON is an answer; a cut connection or a 5xx is not.
+        let up = if fault == Fault::Garbage { 1.0 } else { 0.0 };
+        assert_eq!(value(&text, "ttn_up"), Some(up), "{fault}: {text}");
         // The last good value stays, never a made-up one.
         assert_eq!(
             value(&text, "ttn_gateway_uplinks_total{gateway_id=\"gw-0001\"}"),
@@ -419,4 +425,223 @@ async fn broken_bodies_are_errors_not_values() {
         eu1.server.set_fault(None);
         server.shutdown().await;
     }
+}
+
+fn has_gateway_series(text: &str, metric: &str, id: &str) -> bool {
+    text.lines().any(|l| l.starts_with(&format!("{metric}{{gateway_id=\"{id}\"")))
+}
+
+/// Issue 16: with the API gone (refused everywhere), `ttn_up` is 0 at once, the cached
+/// statistics are served with their age for --stats-max-stale past --stats-ttl, then they
+/// are absent while `ttn_gateway_info` stays; all comes back with the API.
+#[tokio::test]
+async fn api_gone_gives_up_zero_and_statistics_expire_after_max_stale() {
+    let sim = sim(6, |_| {}).await;
+    let mut config = config(&sim, &["--stats-ttl", "200ms", "--stats-max-stale", "1s"]);
+    config.request_timeout = Duration::from_secs(1);
+    let server = serve(config, USER_KEY).await;
+    let text = metrics(&server).await;
+    assert_eq!(value(&text, "ttn_up"), Some(1.0), "{text}");
+    assert_eq!(value(&text, "ttn_gateway_connected{gateway_id=\"gw-0001\"}"), Some(1.0));
+    let gone_at = Instant::now();
+    sim.identity.set_fault(Some(Fault::Refuse));
+    for c in &sim.clusters {
+        c.server.set_fault(Some(Fault::Refuse));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = metrics(&server).await;
+    assert_eq!(value(&text, "ttn_up"), Some(0.0), "the API cannot be reached: {text}");
+    assert_eq!(
+        value(&text, "ttn_gateway_connected{gateway_id=\"gw-0001\"}"),
+        Some(1.0),
+        "served within --stats-max-stale: {text}"
+    );
+    assert!(value(&text, "ttn_gateway_stats_age_seconds{gateway_id=\"gw-0001\"}").unwrap() >= 0.3);
+    let (_, trace) = get(&server, "/probe?target=*&debug=true", None).await;
+    assert!(trace.contains("the API cannot be reached"), "{trace}");
+    assert!(trace.contains("up: 0"), "{trace}");
+
+    // Past --stats-ttl + --stats-max-stale (1.2 s) the statistics are absent.
+    tokio::time::sleep(Duration::from_millis(1300).saturating_sub(gone_at.elapsed())).await;
+    let text = metrics(&server).await;
+    assert_eq!(value(&text, "ttn_up"), Some(0.0), "{text}");
+    assert_eq!(count_series(&text, "ttn_gateway_info"), 6, "{text}");
+    assert_eq!(count_series(&text, "ttn_gateway_connected"), 0, "{text}");
+    assert_eq!(count_series(&text, "ttn_gateway_uplinks_total"), 0, "{text}");
+    assert_eq!(count_series(&text, "ttn_gateway_round_trip_median_seconds"), 0, "{text}");
+    assert!(value(&text, "ttn_gateway_stats_age_seconds{gateway_id=\"gw-0001\"}").unwrap() > 1.2);
+    assert!(
+        value(
+            &text,
+            "ttn_api_requests_total{cluster=\"eu1.cloud.thethings.network\",endpoint=\"BatchGetGatewayConnectionStats\",code=\"error\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+
+    sim.identity.set_fault(None);
+    for c in &sim.clusters {
+        c.server.set_fault(None);
+    }
+    let start = Instant::now();
+    loop {
+        let text = metrics(&server).await;
+        if value(&text, "ttn_up") == Some(1.0) {
+            assert_eq!(value(&text, "ttn_gateway_connected{gateway_id=\"gw-0001\"}"), Some(1.0));
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no recovery: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.shutdown().await;
+}
+
+/// Issue 16: the Gateway Server forgets a gateway 48 h after its disconnect (404); the
+/// exporter keeps exporting its last status and last uplink times, also across a restart
+/// with --state-directory.
+#[tokio::test]
+async fn last_seen_times_outlive_the_48_hours_and_restarts() {
+    let dir = std::env::temp_dir().join(format!("ttn-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sim = sim(10, |_| {}).await;
+    let with_state = |dir: Option<&std::path::Path>| {
+        let mut c = config(&sim, &["--stats-ttl", "100ms"]);
+        c.state_directory = dir.map(std::path::Path::to_path_buf);
+        c
+    };
+    let uplink = "ttn_gateway_last_uplink_timestamp_seconds{gateway_id=\"gw-0009\"}";
+    let status = "ttn_gateway_last_status_timestamp_seconds{gateway_id=\"gw-0009\"}";
+    let server = serve(with_state(Some(&dir)), USER_KEY).await;
+    let text = metrics(&server).await;
+    assert_eq!(value(&text, "ttn_gateway_connected{gateway_id=\"gw-0009\"}"), Some(0.0));
+    let (last_uplink, last_status) = (value(&text, uplink).unwrap(), value(&text, status).unwrap());
+
+    sim.world.advance(Duration::from_secs(49 * 3600));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let text = metrics(&server).await;
+    assert!(!has_gateway_series(&text, "ttn_gateway_uplinks_total", "gw-0009"), "404: {text}");
+    assert_eq!(value(&text, "ttn_gateway_connected{gateway_id=\"gw-0009\"}"), Some(0.0));
+    assert_eq!(value(&text, uplink), Some(last_uplink), "remembered: {text}");
+    assert_eq!(value(&text, status), Some(last_status), "remembered: {text}");
+    server.shutdown().await;
+    let file = std::fs::read_to_string(dir.join(ttn_exporter::cache::STATE_FILE)).unwrap();
+    assert!(file.contains("\"gw-0009\""), "{file}");
+    assert!(!file.contains("NNSXS"), "no secrets in the state file: {file}");
+
+    // A restart reads them back; without the state directory they are gone.
+    let server = serve(with_state(Some(&dir)), USER_KEY).await;
+    let text = metrics(&server).await;
+    assert_eq!(value(&text, uplink), Some(last_uplink), "{text}");
+    server.shutdown().await;
+    let server = serve(with_state(None), USER_KEY).await;
+    let text = metrics(&server).await;
+    assert_eq!(value(&text, uplink), None, "{text}");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 16: a gateway added to the account is scraped (statistics included) after the next
+/// list refresh, without a restart and without waiting for --stats-ttl; a deleted one is gone.
+#[tokio::test]
+async fn gateways_come_and_go_with_the_list() {
+    let sim = sim(6, |_| {}).await;
+    let server =
+        serve(config(&sim, &["--gateways-refresh", "300ms", "--stats-ttl", "1h"]), USER_KEY).await;
+    let text = metrics(&server).await;
+    assert_eq!(count_series(&text, "ttn_gateway_info"), 6);
+    assert!(has_gateway_series(&text, "ttn_gateway_connected", "gw-0002"), "{text}");
+    let added = sim.world.add_gateway("eu1").unwrap();
+    assert_eq!(added, "gw-0007");
+    sim.world.remove_gateway("gw-0002").unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let text = metrics(&server).await;
+    assert_eq!(value(&text, "ttn_up"), Some(1.0), "{text}");
+    assert_eq!(count_series(&text, "ttn_gateway_info"), 6, "{text}");
+    assert!(has_gateway_series(&text, "ttn_gateway_info", "gw-0007"), "{text}");
+    assert_eq!(value(&text, "ttn_gateway_connected{gateway_id=\"gw-0007\"}"), Some(1.0), "{text}");
+    assert!(
+        !text.lines().any(|l| l.contains("gateway_id=\"gw-0002\"")),
+        "a deleted gateway leaves no series: {text}"
+    );
+    assert_eq!(sim.identity.counters().get("ListGateways"), 2);
+    let (_, text) = get(&server, "/probe?target=gw-0007", None).await;
+    assert_eq!(value(&text, "ttn_up"), Some(1.0), "{text}");
+    server.shutdown().await;
+}
+
+/// Issue 16: one chunk of 100 refused by the batch call (400, 403 or 404) is asked gateway by
+/// gateway, while the other chunks of the same cluster stay batched.
+#[tokio::test]
+async fn batch_chunk_refused_falls_back_to_single_calls_for_that_chunk_only() {
+    let sim = sim(250, |o| o.clusters = vec!["eu1".into()]).await;
+    let eu1 = sim.cluster("eu1").unwrap();
+    for status in [400u16, 403, 404] {
+        eu1.server.counters().reset();
+        eu1.device.set_batch_refusal(Some(("gw-0152".into(), status)));
+        let server = serve(config(&sim, &[]), USER_KEY).await;
+        let text = metrics(&server).await;
+        assert_eq!(value(&text, "ttn_up"), Some(1.0), "{status}: {text}");
+        assert_eq!(eu1.server.counters().get(BATCH), 3, "{status}: three chunks of ≤ 100");
+        assert_eq!(eu1.server.counters().get(SINGLE), 100, "{status}: only chunk 2 one by one");
+        assert_eq!(count_series(&text, "ttn_gateway_connected"), 250, "{status}");
+        assert!(has_gateway_series(&text, "ttn_gateway_uplinks_total", "gw-0152"), "{status}");
+        assert_eq!(
+            value(&text, "ttn_scrape_collector_success{collector=\"gateway_stats\"}"),
+            Some(1.0),
+            "{status}: {text}"
+        );
+        server.shutdown().await;
+    }
+    eu1.device.set_batch_refusal(None);
+
+    // The real 404: a gateway deleted after the list was read. Its chunk falls back, the
+    // deleted gateway's own 403 is its problem, not a refused key.
+    let server = serve(config(&sim, &["--stats-ttl", "100ms"]), USER_KEY).await;
+    metrics(&server).await;
+    sim.world.remove_gateway("gw-0152").unwrap();
+    eu1.server.counters().reset();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (_, trace) = get(&server, "/probe?target=*&debug=true", None).await;
+    assert_eq!(eu1.server.counters().get(SINGLE), 100, "{trace}");
+    assert!(trace.contains("gateway gw-0152"), "{trace}");
+    assert!(trace.contains("up: 1"), "one gateway's 403 does not make the key refused: {trace}");
+    assert!(!trace.contains("refused the key"), "{trace}");
+    server.shutdown().await;
+}
+
+/// Issue 16: the exporter's accounting of its API calls per cluster, and the rate-limit
+/// budget from the `X-Rate-Limit-*` headers.
+#[tokio::test]
+async fn api_health_per_cluster_and_rate_limit_budget() {
+    let sim = sim(12, |o| o.rate_limit_per_min = Some(6)).await;
+    let server = serve(config(&sim, &["--stats-ttl", "100ms"]), USER_KEY).await;
+    let text = metrics(&server).await;
+    let eu1 = "cluster=\"eu1.cloud.thethings.network\"";
+    let series = |endpoint: &str, code: &str| {
+        format!("ttn_api_requests_total{{{eu1},endpoint=\"{endpoint}\",code=\"{code}\"}}")
+    };
+    // The Identity Server is the --api-url host (a loopback address here).
+    let list =
+        "ttn_api_requests_total{cluster=\"127.0.0.1\",endpoint=\"ListGateways\",code=\"200\"}";
+    assert_eq!(value(&text, list), Some(1.0), "{text}");
+    assert_eq!(value(&text, &series("BatchGetGatewayConnectionStats", "200")), Some(1.0), "{text}");
+    for c in ["nam1", "au1"] {
+        let s = format!(
+            "ttn_api_requests_total{{cluster=\"{c}.cloud.thethings.network\",endpoint=\"BatchGetGatewayConnectionStats\",code=\"200\"}}"
+        );
+        assert_eq!(value(&text, &s), Some(1.0), "{text}");
+    }
+    // One batch call on eu1: 5 of 6 left (the bucket refills 0.1 a second).
+    let remaining = value(&text, &format!("ttn_api_rate_limit_remaining{{{eu1}}}")).unwrap();
+    assert_eq!(remaining, 5.0, "{text}");
+    assert_eq!(value(&text, &format!("ttn_api_rate_limit_limit{{{eu1}}}")), Some(6.0));
+    assert!(text.contains("ttn_api_request_duration_seconds"), "{text}");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let text = metrics(&server).await;
+    assert_eq!(value(&text, &series("BatchGetGatewayConnectionStats", "200")), Some(2.0), "{text}");
+    assert_eq!(value(&text, &format!("ttn_api_rate_limit_remaining{{{eu1}}}")), Some(4.0));
+    if let Some(findings) = promtool_check_metrics(&text) {
+        assert!(findings.is_empty(), "promtool: {findings}");
+    }
+    server.shutdown().await;
 }

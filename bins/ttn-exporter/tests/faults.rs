@@ -2,8 +2,9 @@
 //! against The Things Stack simulator misbehaving in every way the device-sim framework knows.
 //!
 //! A fault of the Identity Server (the gateway list) on a fresh exporter gives `ttn_up 0`; a
-//! fault of a Gateway Server cluster fails only the `gateway_stats` collector and keeps the
-//! last good values. Every scrape (sent with `X-Prometheus-Scrape-Timeout-Seconds: 2`)
+//! fault of a Gateway Server cluster fails the `gateway_stats` collector and keeps the last
+//! good values (with their age), and `ttn_up` is 0 while the cluster cannot be reached (no
+//! answer, or 5xx) but stays 1 when it answers nonsense. Every scrape (sent with `X-Prometheus-Scrape-Timeout-Seconds: 2`)
 //! answers in under 2.2 s, the `&debug=true` trace names the reason, and the exporter serves
 //! normal scrapes again once the fault is gone. One test runs the binary as a child process
 //! to check the reason also reaches the log on stderr.
@@ -248,26 +249,28 @@ async fn garbage_on_accept() {
     drop(not_http);
 }
 
-/// Faults of every Gateway Server cluster after a good scrape: only `gateway_stats` fails,
-/// the gateway list stays, and the statistics keep their last good values (never made up).
+/// Faults of every Gateway Server cluster after a good scrape: `gateway_stats` fails, the
+/// gateway list stays, the statistics keep their last good values (never made up), and
+/// `ttn_up` is 0 exactly while the clusters cannot be reached.
 #[tokio::test]
-async fn cluster_faults_fail_only_the_stats_collector() {
+async fn cluster_faults_fail_the_stats_collector() {
     let rig = rig().await;
     let (text, _) = rig.scrape("before").await;
     assert_eq!(value(&text, "ttn_up"), Some(1.0), "{text}");
-    for (fault, reason) in [
-        (Fault::Refuse, "request failed"),
-        (Fault::ResetMidBody, "reading body"),
-        (Fault::Hang, "timed out"),
-        (Fault::Endless, "response body larger than"),
-        (Fault::InvalidUtf8, "invalid JSON"),
-        (Fault::Status(502), "HTTP 502"),
+    for (fault, reason, up) in [
+        (Fault::Refuse, "request failed", 0.0),
+        (Fault::ResetMidBody, "reading body", 0.0),
+        (Fault::Hang, "timed out", 0.0),
+        (Fault::Endless, "response body larger than", 0.0),
+        (Fault::InvalidUtf8, "invalid JSON", 1.0),
+        (Fault::Status(502), "HTTP 502", 0.0),
     ] {
         let what = format!("cluster {fault}");
         rig.set_cluster_faults(Some(fault));
         tokio::time::sleep(Duration::from_millis(150)).await;
         let (text, trace) = rig.scrape(&what).await;
-        assert_eq!(value(&text, "ttn_up"), Some(1.0), "{what}:\n{text}");
+        assert_eq!(value(&text, "ttn_up"), Some(up), "{what}:\n{text}");
+        assert!(text.contains("ttn_gateway_uplinks_total{"), "{what}: last values kept:\n{text}");
         assert_eq!(collector(&text, "gateway_list"), Some(1.0), "{what}:\n{text}");
         assert_eq!(collector(&text, "gateway_stats"), Some(0.0), "{what}:\n{text}");
         assert!(trace.contains("collector gateway_stats failed"), "{what}:\n{trace}");

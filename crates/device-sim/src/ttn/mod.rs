@@ -82,6 +82,9 @@ pub struct SimOptions {
     /// The largest page the Identity Server returns, whatever `limit` asks for.
     pub page_cap: u32,
     pub disconnect_window: Duration,
+    /// A rate-limit profile on every server: this many requests per minute (also the burst),
+    /// announced in `X-Rate-Limit-*` headers on every answer and enforced with 429.
+    pub rate_limit_per_min: Option<u32>,
 }
 
 impl Default for SimOptions {
@@ -92,6 +95,7 @@ impl Default for SimOptions {
             batch: true,
             page_cap: 1000,
             disconnect_window: Duration::from_secs(48 * 3600),
+            rate_limit_per_min: None,
         }
     }
 }
@@ -111,6 +115,45 @@ pub struct RateLimit {
     pub alt_spelling: bool,
 }
 
+/// A token bucket as TTS's GCRA limiter exposes it: `per_min` requests a minute, bursts of
+/// `per_min`.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    per_min: u32,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Budget {
+    fn new(per_min: u32) -> Budget {
+        let per_min = per_min.max(1);
+        Budget { per_min, tokens: f64::from(per_min), at: std::time::Instant::now() }
+    }
+
+    /// Takes one request from the bucket: the `X-Rate-Limit-*` headers, and whether the
+    /// request may go on.
+    fn take(&mut self) -> (Vec<(&'static str, String)>, bool) {
+        let now = std::time::Instant::now();
+        let rate = f64::from(self.per_min) / 60.0;
+        let limit = f64::from(self.per_min);
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(limit);
+        self.at = now;
+        let allowed = self.tokens >= 1.0;
+        if allowed {
+            self.tokens -= 1.0;
+        }
+        let retry = if allowed { 0.0 } else { (1.0 - self.tokens) / rate };
+        let headers = vec![
+            ("x-rate-limit-limit", self.per_min.to_string()),
+            ("x-rate-limit-available", (self.tokens.floor() as u64).to_string()),
+            ("x-rate-limit-reset", (((limit - self.tokens) / rate) as u64).to_string()),
+            // Truncated to whole seconds, as TTS does (so it can be 0 while limited).
+            ("x-rate-limit-retry", (retry as u64).to_string()),
+        ];
+        (headers, allowed)
+    }
+}
+
 /// One simulated server (HTTP device).
 #[derive(Debug)]
 pub struct TtnServer {
@@ -121,6 +164,10 @@ pub struct TtnServer {
     rate_limit: Mutex<Option<RateLimit>>,
     /// A forced server error (500 internal, 503 unavailable) for every API request.
     error: Mutex<Option<u16>>,
+    /// The rate-limit profile (spec §1.9), when enabled.
+    budget: Mutex<Option<Budget>>,
+    /// Batch calls naming this gateway are refused with this status (400, 403 or 404).
+    batch_refusal: Mutex<Option<(String, u16)>>,
     correlation: AtomicU64,
 }
 
@@ -198,6 +245,8 @@ impl TtnServer {
             page_cap: opts.page_cap.clamp(1, 1000),
             rate_limit: Mutex::new(None),
             error: Mutex::new(None),
+            budget: Mutex::new(opts.rate_limit_per_min.map(Budget::new)),
+            batch_refusal: Mutex::new(None),
             correlation: AtomicU64::new(1),
         }
     }
@@ -212,6 +261,18 @@ impl TtnServer {
         *self.error.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }
 
+    /// Enables the rate-limit profile (`per_min` requests a minute, `X-Rate-Limit-*` headers
+    /// on every answer, 429 when used up), or turns it off.
+    pub fn set_rate_profile(&self, per_min: Option<u32>) {
+        *self.budget.lock().unwrap_or_else(PoisonError::into_inner) = per_min.map(Budget::new);
+    }
+
+    /// Refuses every batch call naming gateway `id` with `status`: 400 (validation), 403
+    /// (`insufficient_rights`) or 404 (`some_gateways_not_found`); `None` clears it.
+    pub fn set_batch_refusal(&self, refusal: Option<(String, u16)>) {
+        *self.batch_refusal.lock().unwrap_or_else(PoisonError::into_inner) = refusal;
+    }
+
     /// Turns the batch endpoint on or off (off: an older Gateway Server).
     pub fn set_batch(&self, on: bool) {
         self.batch.store(on, Ordering::SeqCst);
@@ -219,6 +280,20 @@ impl TtnServer {
 
     /// Answers one request; `count` receives the gRPC method name of the route.
     pub fn answer(&self, req: &Request, count: &dyn Fn(&str)) -> Response {
+        let mut headers = Vec::new();
+        let mut resp = self.route(req, count, &mut headers);
+        for (name, value) in headers {
+            resp = resp.with_header(name, &value);
+        }
+        resp
+    }
+
+    fn route(
+        &self,
+        req: &Request,
+        count: &dyn Fn(&str),
+        budget_headers: &mut Vec<(&'static str, String)>,
+    ) -> Response {
         let Some(rest) = req.path.strip_prefix("/api/v3/") else { return not_found() };
         let segments: Vec<&str> = rest.split('/').collect();
         let route = match (self.role, segments.as_slice()) {
@@ -258,6 +333,15 @@ impl TtnServer {
         if let Some(limit) = *self.rate_limit.lock().unwrap_or_else(PoisonError::into_inner) {
             count("rate_limited");
             return self.rate_limited(limit, name);
+        }
+        let taken =
+            self.budget.lock().unwrap_or_else(PoisonError::into_inner).as_mut().map(Budget::take);
+        if let Some((headers, allowed)) = taken {
+            *budget_headers = headers;
+            if !allowed {
+                count("rate_limited");
+                return self.rate_limit_error(name);
+            }
         }
         if let Some(status) = *self.error.lock().unwrap_or_else(PoisonError::into_inner) {
             return match status {
@@ -486,6 +570,37 @@ impl TtnServer {
                 .map(|p| p.iter().filter_map(Value::as_str).map(str::to_owned).collect()),
             _ => None,
         };
+        let refusal = self.batch_refusal.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some((refused, status)) = refusal
+            && ids.contains(&refused)
+        {
+            return match status {
+                400 => self.error(
+                    400,
+                    3,
+                    "pkg/ttnpb",
+                    "validation",
+                    "invalid `gateway_ids`: embedded message failed validation",
+                    json!({"field": "gateway_ids"}),
+                ),
+                403 => self.error(
+                    403,
+                    7,
+                    "pkg/identityserver",
+                    "insufficient_rights",
+                    "insufficient rights",
+                    json!({}),
+                ),
+                _ => self.error(
+                    404,
+                    5,
+                    "pkg/identityserver",
+                    "some_gateways_not_found",
+                    "some gateways not found",
+                    json!({}),
+                ),
+            };
+        }
         let mut gateways = Vec::new();
         for id in &ids {
             let Some(g) = self.world.gateway(id) else {
@@ -543,8 +658,7 @@ impl TtnServer {
         Ok(Some(paths))
     }
 
-    fn rate_limited(&self, limit: RateLimit, method: &str) -> Response {
-        let prefix = if limit.alt_spelling { "x-ratelimit" } else { "x-rate-limit" };
+    fn rate_limit_error(&self, method: &str) -> Response {
         let key = format!("grpc:method:/ttn.lorawan.v3.{method}:token:SIMKEY");
         self.error(
             429,
@@ -554,10 +668,15 @@ impl TtnServer {
             &format!("rate limit of `60` accesses per minute exceeded for resource `{key}`"),
             json!({"key": key, "rate": 60}),
         )
-        .with_header(&format!("{prefix}-limit"), "60")
-        .with_header(&format!("{prefix}-available"), "0")
-        .with_header(&format!("{prefix}-reset"), "59")
-        .with_header(&format!("{prefix}-retry"), &limit.retry_secs.to_string())
+    }
+
+    fn rate_limited(&self, limit: RateLimit, method: &str) -> Response {
+        let prefix = if limit.alt_spelling { "x-ratelimit" } else { "x-rate-limit" };
+        self.rate_limit_error(method)
+            .with_header(&format!("{prefix}-limit"), "60")
+            .with_header(&format!("{prefix}-available"), "0")
+            .with_header(&format!("{prefix}-reset"), "59")
+            .with_header(&format!("{prefix}-retry"), &limit.retry_secs.to_string())
     }
 
     fn no_gateway_rights(&self, id: &str) -> Response {
@@ -654,8 +773,10 @@ impl HttpDevice for TtnServer {
     }
 
     /// Knobs: `rate_limit=<retry secs>|off`, `rate_limit_alt=<retry secs>` (the
-    /// `X-Ratelimit-*` spelling), `error=500|503|off`, `batch=on|off`, and on the shared
-    /// account `disconnect=<id>`, `reconnect=<id>`, `forget=<id>`, `advance=<secs>`.
+    /// `X-Ratelimit-*` spelling), `rate_profile=<requests per minute>|off`,
+    /// `error=500|503|off`, `batch=on|off`, `batch_refuse=<id>:<400|403|404>|off`, and on the
+    /// shared account `disconnect=<id>`, `reconnect=<id>`, `forget=<id>`, `advance=<secs>`,
+    /// `add=<cluster>`, `remove=<id>`.
     fn control(&self, key: &str, value: &str) -> Result<(), String> {
         let secs =
             || value.parse::<u64>().map_err(|_| format!("{key}: expected seconds, got {value:?}"));
@@ -667,6 +788,24 @@ impl HttpDevice for TtnServer {
             "rate_limit_alt" => {
                 self.set_rate_limit(Some(RateLimit { retry_secs: secs()?, alt_spelling: true }))
             }
+            "rate_profile" if value == "off" => self.set_rate_profile(None),
+            "rate_profile" => match value.parse::<u32>() {
+                Ok(n) if n > 0 => self.set_rate_profile(Some(n)),
+                _ => {
+                    return Err(format!(
+                        "rate_profile: expected requests per minute, got {value:?}"
+                    ));
+                }
+            },
+            "batch_refuse" if value == "off" => self.set_batch_refusal(None),
+            "batch_refuse" => match value.rsplit_once(':') {
+                Some((id, status @ ("400" | "403" | "404"))) => {
+                    self.set_batch_refusal(Some((id.to_owned(), status.parse().unwrap_or(404))))
+                }
+                _ => return Err(format!("batch_refuse: expected <id>:400|403|404, got {value:?}")),
+            },
+            "add" => drop(self.world.add_gateway(value)?),
+            "remove" => self.world.remove_gateway(value)?,
             "error" if value == "off" => self.set_error(None),
             "error" => match value.parse::<u16>() {
                 Ok(status @ (500 | 503)) => self.set_error(Some(status)),
@@ -745,6 +884,9 @@ struct Args {
     /// seconds a disconnected gateway's statistics are kept (default 172800, 48 h)
     #[argh(option, default = "172800")]
     disconnect_window_secs: u64,
+    /// rate-limit profile: requests per minute per server, announced in X-Rate-Limit-* headers and enforced with 429 (default off)
+    #[argh(option)]
+    rate_limit_per_min: Option<u32>,
     /// milliseconds to wait before every answer (default 0)
     #[argh(option, default = "0")]
     latency_ms: u64,
@@ -769,6 +911,7 @@ pub async fn main(args: &[&str]) -> anyhow::Result<()> {
         batch: !args.no_batch,
         page_cap: args.page_cap,
         disconnect_window: Duration::from_secs(args.disconnect_window_secs),
+        rate_limit_per_min: args.rate_limit_per_min,
     };
     let sim = TtnSim::start_on(opts, args.listen).await?;
     let latency = Duration::from_millis(args.latency_ms);

@@ -476,3 +476,76 @@ async fn servers_on_separate_ports_count_per_endpoint_and_cluster() {
     assert_eq!(sim.cluster_count("BatchGetGatewayConnectionStats"), 1);
     assert_eq!(sim.identity.counters().get("/api/v3/gateways"), 1);
 }
+
+#[test]
+fn rate_profile_headers_on_every_answer_and_429_when_used_up() {
+    let o = SimOptions { rate_limit_per_min: Some(3), ..opts(3) };
+    let is = server(Role::Identity, &o);
+    let eu1 = cluster_of(&is, 0, &o);
+    let path = "/api/v3/gs/gateways/gw-0001/connection/stats";
+    let mut available = Vec::new();
+    for _ in 0..3 {
+        let (status, resp, _) = call(&eu1, "GET", path, Some(USER_KEY), "");
+        assert_eq!(status, 200);
+        assert_eq!(resp.header("x-rate-limit-limit"), Some("3"));
+        assert_eq!(resp.header("x-rate-limit-retry"), Some("0"));
+        available.push(resp.header("x-rate-limit-available").unwrap().to_owned());
+    }
+    assert_eq!(available, ["2", "1", "0"]);
+    let (status, resp, body) = call(&eu1, "GET", path, Some(USER_KEY), "");
+    assert_eq!((status, error_name(&body).as_str()), (429, "pkg/ratelimit:rate_limit_exceeded"));
+    assert_eq!(resp.header("x-rate-limit-available"), Some("0"));
+    let retry: u64 = resp.header("x-rate-limit-retry").unwrap().parse().unwrap();
+    assert!(retry <= 20, "{retry}");
+    // Every server has its own bucket; the knob turns it off.
+    assert_eq!(get(&is, "/api/v3/gateways", Some(USER_KEY)).0, 200);
+    eu1.control("rate_profile", "off").unwrap();
+    let (status, resp, _) = call(&eu1, "GET", path, Some(USER_KEY), "");
+    assert_eq!((status, resp.header("x-rate-limit-limit")), (200, None));
+    assert!(eu1.control("rate_profile", "0").is_err());
+}
+
+#[test]
+fn batch_refusals_and_registry_changes() {
+    let o = opts(6);
+    let is = server(Role::Identity, &o);
+    let eu1 = cluster_of(&is, 0, &o);
+    let path = "/api/v3/gs/gateways/connection/stats";
+    let body = |ids: &[&str]| {
+        json!({"gateway_ids": ids.iter().map(|i| json!({"gateway_id": i})).collect::<Vec<_>>()})
+            .to_string()
+    };
+    for (status, name) in [
+        ("400", "pkg/ttnpb:validation"),
+        ("403", "pkg/identityserver:insufficient_rights"),
+        ("404", "pkg/identityserver:some_gateways_not_found"),
+    ] {
+        eu1.control("batch_refuse", &format!("gw-0004:{status}")).unwrap();
+        let (got, _, reply) =
+            call(&eu1, "POST", path, Some(USER_KEY), &body(&["gw-0001", "gw-0004"]));
+        assert_eq!((got.to_string(), error_name(&reply)), (status.to_owned(), name.to_owned()));
+        let (got, _, _) = call(&eu1, "POST", path, Some(USER_KEY), &body(&["gw-0001"]));
+        assert_eq!(got, 200, "a batch without the gateway is answered");
+    }
+    eu1.control("batch_refuse", "off").unwrap();
+    assert!(eu1.control("batch_refuse", "gw-0004:500").is_err());
+
+    // A gateway added to eu1 is listed and connected; a removed one is gone.
+    eu1.control("add", "eu1").unwrap();
+    let (_, list) = get(&is, "/api/v3/gateways", Some(USER_KEY));
+    assert_eq!(ids(&list).last().map(String::as_str), Some("gw-0007"));
+    let (status, stats) = get(&eu1, "/api/v3/gs/gateways/gw-0007/connection/stats", Some(USER_KEY));
+    assert_eq!(status, 200);
+    assert!(stats["connected_at"].is_string(), "{stats}");
+    eu1.control("remove", "gw-0004").unwrap();
+    let (_, list) = get(&is, "/api/v3/gateways", Some(USER_KEY));
+    assert!(!ids(&list).contains(&"gw-0004".to_owned()));
+    let (status, _, reply) =
+        call(&eu1, "POST", path, Some(USER_KEY), &body(&["gw-0001", "gw-0004"]));
+    assert_eq!(
+        (status, error_name(&reply).as_str()),
+        (404, "pkg/identityserver:some_gateways_not_found")
+    );
+    assert!(eu1.control("remove", "gw-0004").is_err());
+    assert!(eu1.control("add", "mars1").is_err());
+}

@@ -198,6 +198,39 @@ impl World {
         self.update(id, |_| Conn::Connected { since: now })
     }
 
+    /// Registers a new gateway, connected now, on the cluster named `cluster` (`eu1`); returns
+    /// its id. It appears on the next list call.
+    pub fn add_gateway(&self, cluster: &str) -> Result<String, String> {
+        let cluster = self
+            .clusters
+            .iter()
+            .position(|c| c.name == cluster)
+            .ok_or_else(|| format!("no cluster {cluster}"))?;
+        let now = self.now();
+        let mut gateways = self.lock();
+        let index = gateways.iter().map(|g| g.index + 1).max().unwrap_or(0);
+        let id = gateway_id(index);
+        gateways.push(Gateway {
+            index,
+            id: id.clone(),
+            cluster,
+            conn: Conn::Connected { since: now },
+        });
+        Ok(id)
+    }
+
+    /// Deletes a gateway from the registry: it leaves the list, its statistics calls answer
+    /// 403 `no_gateway_rights` and a batch naming it 404 `some_gateways_not_found`.
+    pub fn remove_gateway(&self, id: &str) -> Result<(), String> {
+        let mut gateways = self.lock();
+        let before = gateways.len();
+        gateways.retain(|g| g.id != id);
+        if gateways.len() == before {
+            return Err(format!("no gateway {id}"));
+        }
+        Ok(())
+    }
+
     /// Forgets a gateway's statistics (as after the 48 h window): 404 `not_connected`.
     pub fn forget(&self, id: &str) -> Result<(), String> {
         self.update(id, |_| Conn::Never)
