@@ -500,7 +500,9 @@ impl Stack {
         // TTN: several lines, the exporter flags and the simulated user key among them.
         let gateways = opts.ttn_gateways.to_string();
         let mut cmd = Command::new(bin("device-sim"));
-        cmd.args(["ttn", "--listen", "127.0.0.1:0", "--gateways", &gateways]);
+        // A rate limit far above what the stack uses, so the X-Rate-Limit-* headers are there.
+        cmd.args(["ttn", "--listen", "127.0.0.1:0", "--gateways", &gateways])
+            .args(["--rate-limit-per-min", "6000"]);
         let ttn = group.spawn("sim-ttn", cmd)?;
         let key = group.wait_line(ttn, "user key (TTN_API_KEY): ", Duration::from_secs(20))?;
         let flags = group.wait_line(ttn, "exporter flags: ", Duration::from_secs(1))?;
@@ -1118,21 +1120,35 @@ mod tests {
     }
 
     #[test]
-    fn scrape_config_has_probe_relabelling() {
+    fn scrape_config_discovers_devices_through_sd() {
         let stack = Stack {
             sims: vec![],
-            exporters: vec![Exporter {
-                binary: "linkhub-exporter".into(),
-                namespace: "linkhub".into(),
-                job: "linkhub".into(),
-                url: "http://127.0.0.1:1234".into(),
-                probe_targets: vec!["http://127.0.0.1:99".into()],
-            }],
+            exporters: vec![
+                Exporter {
+                    binary: "linkhub-exporter".into(),
+                    namespace: "linkhub".into(),
+                    job: "linkhub".into(),
+                    url: "http://127.0.0.1:1234".into(),
+                    probe_targets: vec!["home".into()],
+                    sd_targets: 2,
+                },
+                Exporter {
+                    binary: "smarthub-exporter".into(),
+                    namespace: "smarthub".into(),
+                    job: "smarthub".into(),
+                    url: "http://127.0.0.1:1235".into(),
+                    probe_targets: vec![],
+                    sd_targets: 0,
+                },
+            ],
         };
         let text = scrape_configs(&stack);
         assert!(text.contains("job_name: linkhub\n"), "{text}");
-        assert!(text.contains("job_name: linkhub-probe\n    metrics_path: /probe"), "{text}");
-        assert!(text.contains("replacement: '127.0.0.1:1234'"), "{text}");
-        assert!(text.contains("targets: ['http://127.0.0.1:99']"), "{text}");
+        assert!(
+            text.contains("job_name: linkhub-probe\n    http_sd_configs:\n      - url: 'http://127.0.0.1:1234/sd'"),
+            "{text}"
+        );
+        assert!(!text.contains("smarthub-probe"), "no /sd targets, no probe job: {text}");
+        assert_eq!(target_count(&stack), 4);
     }
 }
