@@ -131,6 +131,9 @@ pub struct SystemStatus {
     pub conprofile_error: Num,
     #[serde(rename = "WlanState")]
     pub wlan_state: Num,
+    /// 0 no SMS, 1 storage full, 2 normal, 3 new (unread) SMS.
+    #[serde(rename = "SmsState")]
+    pub sms_state: Num,
     #[serde(rename = "curr_num")]
     pub curr_num: Num,
     #[serde(rename = "curr_num_2g")]
@@ -271,6 +274,89 @@ pub struct SimStatus {
     pub puk_remaining: Num,
     #[serde(rename = "SIMLockState")]
     pub sim_lock_state: Num,
+}
+
+/// `GetSMSStorageState` (6.4): the SMS store of the SIM/router.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SmsStorageState {
+    /// 1 when a delivery report is unread.
+    #[serde(rename = "UnreadReport")]
+    pub unread_report: Num,
+    /// Messages that still fit.
+    #[serde(rename = "LeftCount")]
+    pub left_count: Num,
+    /// Messages the store holds at most.
+    #[serde(rename = "MaxCount")]
+    pub max_count: Num,
+    /// Messages stored.
+    #[serde(rename = "TUseCount")]
+    pub used_count: Num,
+    /// Unread messages.
+    #[serde(rename = "UnreadSMSCount")]
+    pub unread_count: Num,
+}
+
+impl SmsStorageState {
+    /// Whether the store is full: no room left (`LeftCount` 0), or as many stored as it
+    /// holds; `None` when the device gave neither.
+    pub fn full(&self) -> Option<bool> {
+        if let Some(left) = self.left_count.count() {
+            return Some(left == 0.0);
+        }
+        match (self.used_count.count(), self.max_count.count().filter(|m| *m > 0.0)) {
+            (Some(used), Some(max)) => Some(used >= max),
+            _ => None,
+        }
+    }
+}
+
+/// `GetConnectedDeviceList` (12.1): the clients connected now.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConnectedDeviceList {
+    /// `None` when the device sent no list (not the same as an empty one).
+    #[serde(rename = "ConnectedList", deserialize_with = "lenient_list")]
+    pub connected: Option<Vec<ConnectedDevice>>,
+    #[serde(rename = "ConnectedGuestList", deserialize_with = "lenient_list")]
+    pub guests: Option<Vec<ConnectedDevice>>,
+}
+
+/// One entry of `ConnectedList` / `ConnectedGuestList`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ConnectedDevice {
+    #[serde(rename = "DeviceName")]
+    pub name: Text,
+    #[serde(rename = "MacAddress")]
+    pub mac_address: Text,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: Text,
+    /// Seconds since the client associated.
+    #[serde(rename = "AssociationTime")]
+    pub association_time: Num,
+    /// 0 logged in to the web UI, 1 just connected.
+    #[serde(rename = "DeviceType")]
+    pub device_type: Num,
+    /// 0 USB (cable), 1 Wi-Fi.
+    #[serde(rename = "ConnectMode")]
+    pub connect_mode: Num,
+}
+
+/// A list of clients: entries that are not objects are skipped (and fields of the wrong type
+/// are absent, as everywhere); a value that is not a list is no list at all.
+fn lenient_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<ConnectedDevice>>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(match v {
+        Value::Array(items) => Some(
+            items
+                .into_iter()
+                .filter(Value::is_object)
+                .map(|item| serde_json::from_value(item).unwrap_or_default())
+                .collect(),
+        ),
+        _ => None,
+    })
 }
 
 /// `GetBatteryState` (MiFi only).

@@ -2,31 +2,41 @@
 //! token headers, and the login session of each target.
 //!
 //! Architecture invariants:
+//! - A password is used only with the [`Access`] of a configured router ([`crate::config`]
+//!   decides which address that is); a probe of any other address has no password, never
+//!   sends `Login` and reads only what needs none. Redirects are never followed (the core's
+//!   client), so a router cannot forward the login elsewhere.
 //! - One request in flight per device: every call goes through a [`Conn`], which holds the
 //!   target's [`Device`] lock for the whole probe.
-//! - A rejected login is not retried before `--login-backoff`, and never while the device
-//!   has [`LOGIN_ATTEMPTS_KEPT`] or fewer attempts left, so the exporter cannot lock the
+//! - Any rejected login starts `--login-backoff` for that router (by address), whatever the
+//!   firmware says about attempts left, and no further `Login` is sent before it ends; a
+//!   password the router rejected is not tried again while the device has
+//!   [`LOGIN_ATTEMPTS_KEPT`] or fewer attempts left either, so the exporter cannot lock the
 //!   router (it locks after 5 wrong passwords until rebooted).
+//!   The login bookkeeping of a router with a password is never evicted, and with
+//!   `--state-directory` the backoff survives a restart ([`BACKOFF_FILE`], no secrets).
 //! - Another administrator's session (`010102`) is never forced out (no `ForceLogin`).
 //! - The only state kept between scrapes is the login session and its bookkeeping; device
 //!   readings are fetched fresh on every scrape.
 
 use std::{
+    collections::{BTreeMap, HashMap},
     fmt,
-    sync::Arc,
-    time::{Duration, Instant},
+    path::PathBuf,
+    sync::{Arc, PoisonError},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::Context as _;
 use exporter_core::Secret;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::{
     api::{ErrorCode, LoginResult, LoginState},
     crypto,
-    target::Target,
+    target::{Address, Target},
 };
 
 /// The `_TclRequestVerificationKey` every G1 web UI hard-codes (public).
@@ -40,28 +50,58 @@ pub const LOGIN_ATTEMPTS_KEPT: i64 = 2;
 /// Largest response body accepted (device answers are a few KiB).
 pub const BODY_LIMIT: usize = 256 << 10;
 
-/// How the client talks to every target. `Debug` shows neither the key nor the password.
+/// The state file of the login backoff in `--state-directory` (per router address: the
+/// login state and until when no login may be tried; never a secret).
+pub const BACKOFF_FILE: &str = "linkhub-login-backoff.json";
+
+/// Routers without a password whose per-device lock is kept (ad-hoc probes); beyond it the
+/// least used are forgotten, which loses nothing but the lock.
+const ADHOC_CAPACITY: u64 = 1024;
+
+/// What a probe may use on one router. `Debug` shows neither the key nor the password.
 #[derive(Clone)]
-pub struct Config {
+pub struct Access {
     /// `_TclRequestVerificationKey`.
     pub verification_key: String,
     /// The web UI user (`admin`).
     pub username: String,
     /// The web UI password; `None` reads only what needs no login.
     pub password: Option<Secret>,
-    /// The pause after a rejected login.
-    pub login_backoff: Duration,
+    /// A router named by the flags or the config file (the plain HTTP client), rather than
+    /// an ad-hoc address (the client restricted by `--probe-allow`).
+    pub configured: bool,
 }
 
-impl fmt::Debug for Config {
+impl Access {
+    /// An address nobody configured: the public key, no password.
+    pub fn adhoc() -> Access {
+        Access {
+            verification_key: DEFAULT_VERIFICATION_KEY.to_owned(),
+            username: String::new(),
+            password: None,
+            configured: false,
+        }
+    }
+}
+
+impl fmt::Debug for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
+        f.debug_struct("Access")
             .field("verification_key", &"<hidden>")
             .field("username", &self.username)
             .field("password", &self.password)
-            .field("login_backoff", &self.login_backoff)
+            .field("configured", &self.configured)
             .finish()
     }
+}
+
+/// How the client behaves on every router.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The pause after a rejected login.
+    pub login_backoff: Duration,
+    /// `--state-directory`: where the backoff survives a restart.
+    pub state_directory: Option<PathBuf>,
 }
 
 /// A failure that says the target as a whole is not a usable LinkHub (or not reachable).
@@ -158,16 +198,19 @@ pub enum LoginStatus {
     OtherSession,
     /// The device locked its login (`010103` or `GetLoginState.State` 2).
     Locked,
+    /// No password is configured for this address: only what needs no login is read.
+    NoCredentials,
 }
 
 impl LoginStatus {
     /// Every state, in the order of the one-hot metric.
-    pub const ALL: [LoginStatus; 5] = [
+    pub const ALL: [LoginStatus; 6] = [
         LoginStatus::LoggedOut,
         LoginStatus::LoggedIn,
         LoginStatus::WrongPassword,
         LoginStatus::OtherSession,
         LoginStatus::Locked,
+        LoginStatus::NoCredentials,
     ];
 
     /// The `state` label.
@@ -178,7 +221,12 @@ impl LoginStatus {
             LoginStatus::WrongPassword => "wrong_password",
             LoginStatus::OtherSession => "other_session",
             LoginStatus::Locked => "locked",
+            LoginStatus::NoCredentials => "no_credentials",
         }
+    }
+
+    fn from_label(label: &str) -> Option<LoginStatus> {
+        LoginStatus::ALL.into_iter().find(|s| s.label() == label)
     }
 }
 
@@ -221,9 +269,10 @@ pub struct LoginReport {
     pub backoff_remaining: f64,
 }
 
-/// Login state of one target, kept between scrapes (never device readings).
-#[derive(Debug, Default)]
+/// Login state of one router, kept between scrapes (never device readings).
+#[derive(Debug)]
 pub struct Device {
+    address: Address,
     session: Option<Session>,
     status: LoginStatus,
     next_login_at: Option<Instant>,
@@ -231,15 +280,33 @@ pub struct Device {
     failures: [u64; 4],
     /// Lower-cased `GetSystemInfo.DeviceName`, to pick the login variant.
     model: Option<String>,
+    /// A keyed hash (in memory only) of the password the router rejected, so that a new
+    /// password (after a reload) may be tried while the same one is not.
+    rejected: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
 struct Session {
     /// The ready `_TclRequestVerificationToken` value.
     header: String,
+    /// The key it was obtained with, for the `Logout` at shutdown.
+    verification_key: String,
 }
 
 impl Device {
+    fn new(address: Address) -> Device {
+        Device {
+            address,
+            session: None,
+            status: LoginStatus::LoggedOut,
+            next_login_at: None,
+            attempts: 0,
+            failures: [0; 4],
+            model: None,
+            rejected: None,
+        }
+    }
+
     fn fail(&mut self, reason: FailureReason) {
         if let Some(n) = self.failures.get_mut(reason as usize) {
             *n += 1;
@@ -261,53 +328,168 @@ impl Device {
     }
 }
 
-/// The client: HTTP, configuration, and the login state of every target seen.
+/// One router's entry in [`BACKOFF_FILE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Saved {
+    /// The login state label (`wrong_password`, `locked`, …).
+    state: String,
+    /// Unix time (s) before which no login is tried.
+    backoff_until: f64,
+}
+
+/// The backoff of every router with a password, as kept in `--state-directory`.
+#[derive(Debug)]
+struct Store {
+    dir: Option<PathBuf>,
+    entries: std::sync::Mutex<BTreeMap<String, Saved>>,
+}
+
+impl Store {
+    fn open(dir: Option<PathBuf>) -> Store {
+        let entries = dir
+            .as_deref()
+            .and_then(|d| exporter_core::state::read(d, BACKOFF_FILE))
+            .and_then(|bytes| match serde_json::from_slice(&bytes) {
+                Ok(map) => Some(map),
+                Err(err) => {
+                    log::warn!(target: "linkhub", file = BACKOFF_FILE; "ignoring the login backoff state: {err}");
+                    None
+                }
+            })
+            .unwrap_or_default();
+        Store { dir, entries: std::sync::Mutex::new(entries) }
+    }
+
+    fn get(&self, address: &Address) -> Option<Saved> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&address.to_string())
+            .cloned()
+    }
+
+    /// Records (`Some`) or clears (`None`) a router's backoff, and writes the file.
+    fn set(&self, address: &Address, saved: Option<Saved>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = address.to_string();
+        let changed = match saved {
+            Some(saved) => entries.insert(key, saved.clone()).as_ref() != Some(&saved),
+            None => entries.remove(&key).is_some(),
+        };
+        let Some(dir) = &self.dir else { return };
+        if !changed {
+            return;
+        }
+        let written = serde_json::to_vec_pretty(&*entries)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| exporter_core::state::write_atomic(dir, BACKOFF_FILE, &bytes));
+        if let Err(err) = written {
+            log::warn!(target: "linkhub", dir = dir.display().to_string().as_str(); "cannot keep the login backoff across restarts: {err:#}");
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// The client: HTTP, and the login state of every router.
 pub struct Client {
+    /// For configured routers.
     http: reqwest::Client,
-    config: Config,
-    devices: moka::future::Cache<String, Arc<Mutex<Device>>>,
+    /// For ad-hoc addresses (restricted by `--probe-allow` when it is given).
+    adhoc_http: reqwest::Client,
+    options: Options,
+    /// Routers with a password: never evicted, so no flood of probes or cache pressure can
+    /// drop a running backoff.
+    logins: std::sync::Mutex<HashMap<Address, Arc<Mutex<Device>>>>,
+    /// Routers without a password: only their one-request-at-a-time lock.
+    adhoc: moka::future::Cache<Address, Arc<Mutex<Device>>>,
+    store: Store,
+    /// Keys the in-memory fingerprint of a rejected password.
+    hasher: std::hash::RandomState,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Client").field("options", &self.options).finish_non_exhaustive()
     }
 }
 
 impl Client {
-    /// A client using `http` for every device call.
-    pub fn new(http: reqwest::Client, config: Config) -> Client {
-        // Login state outlives the backoff window, so an idle target cannot forget a
-        // rejected password and try again early.
-        let idle = Duration::from_secs(3600).max(config.login_backoff.saturating_mul(2));
-        let devices = moka::future::Cache::builder().max_capacity(1024).time_to_idle(idle).build();
-        Client { http, config, devices }
+    /// A client using `http` for configured routers and `adhoc_http` for other addresses.
+    pub fn new(http: reqwest::Client, adhoc_http: reqwest::Client, options: Options) -> Client {
+        let adhoc = moka::future::Cache::builder()
+            .max_capacity(ADHOC_CAPACITY)
+            .time_to_idle(Duration::from_secs(600))
+            .build();
+        let store = Store::open(options.state_directory.clone());
+        Client {
+            http,
+            adhoc_http,
+            options,
+            logins: Default::default(),
+            adhoc,
+            store,
+            hasher: std::hash::RandomState::new(),
+        }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.options
     }
 
-    /// Connects to `target`: waits for its lock, so one request at a time reaches it.
-    pub async fn connect<'a>(&'a self, target: &'a Target) -> Conn<'a> {
-        let device = self
-            .devices
-            .get_with(target.to_string(), async { Arc::new(Mutex::new(Device::default())) })
-            .await;
-        Conn { client: self, target, dev: device.lock_owned().await, login_error: None }
+    /// Connects to `target` with `access`: waits for its lock, so one request at a time
+    /// reaches it.
+    pub async fn connect<'a>(&'a self, target: &'a Target, access: Access) -> Conn<'a> {
+        let address = target.address();
+        let device = if access.password.is_some() {
+            let mut logins = self.logins.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(logins.entry(address.clone()).or_insert_with(|| {
+                let mut dev = Device::new(address.clone());
+                if let Some(saved) = self.store.get(address) {
+                    dev.status = LoginStatus::from_label(&saved.state)
+                        .unwrap_or(LoginStatus::WrongPassword);
+                    let left = saved.backoff_until - unix_now();
+                    if left > 0.0 {
+                        let left = Duration::from_secs_f64(left.min(86_400.0));
+                        dev.next_login_at = Some(Instant::now() + left);
+                        log::info!(target: "linkhub", target = address.to_string().as_str();
+                            "login backoff from the state directory: next attempt in {}s", left.as_secs());
+                    }
+                }
+                Arc::new(Mutex::new(dev))
+            }))
+        } else {
+            self.adhoc
+                .get_with(address.clone(), async {
+                    Arc::new(Mutex::new(Device::new(address.clone())))
+                })
+                .await
+        };
+        Conn { client: self, target, access, dev: device.lock_owned().await, login_error: None }
     }
 
-    /// Logs out of every target with a session (at shutdown), each bounded by `timeout`.
+    /// Logs out of every router with a session (at shutdown), each bounded by `timeout`.
     pub async fn logout_all(&self, timeout: Duration) {
-        for (key, device) in self.devices.iter() {
-            let Ok(target) = key.parse::<Target>() else { continue };
+        let devices: Vec<_> =
+            self.logins.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        for device in devices {
             let Ok(dev) = tokio::time::timeout(timeout, device.lock_owned()).await else {
                 continue;
             };
-            let mut conn = Conn { client: self, target: &target, dev, login_error: None };
+            let Some(session) = dev.session.clone() else { continue };
+            let target = Target::from(dev.address.clone());
+            let access = Access {
+                verification_key: session.verification_key,
+                username: String::new(),
+                password: None,
+                configured: true,
+            };
+            let mut conn = Conn { client: self, target: &target, access, dev, login_error: None };
             if tokio::time::timeout(timeout, conn.logout()).await.is_err() {
-                log::warn!(target: "linkhub", target = key.as_str(); "Logout timed out");
+                log::warn!(target: "linkhub", target = target.to_string().as_str(); "Logout timed out");
             }
         }
     }
@@ -317,6 +499,7 @@ impl Client {
 pub struct Conn<'a> {
     client: &'a Client,
     target: &'a Target,
+    access: Access,
     dev: OwnedMutexGuard<Device>,
     /// Set when a login failed during this probe, so later calls fail the same way
     /// without asking the device again.
@@ -335,9 +518,9 @@ impl Conn<'_> {
         self.dev.report()
     }
 
-    /// Whether a password is configured.
+    /// Whether a password is configured for this address.
     pub fn can_login(&self) -> bool {
-        self.client.config.password.is_some()
+        self.access.password.is_some()
     }
 
     /// Remembers the model name (from `GetSystemInfo`) for the login variant.
@@ -385,10 +568,14 @@ impl Conn<'_> {
         match self.request(method, &params).await? {
             Reply::Result(v) => Ok(Fetched::Data(v)),
             Reply::Error(e) if e.code.needs_login() => {
+                // A token the device does not take: as good as a rejected login.
                 self.dev.session = None;
-                self.dev.status = LoginStatus::LoggedOut;
-                Err(anyhow::Error::new(e)
-                    .context("authentication failure right after a fresh login"))
+                self.dev.fail(FailureReason::Error);
+                self.start_backoff(LoginStatus::LoggedOut);
+                Err(anyhow::Error::new(e).context(format!(
+                    "authentication failure right after a fresh login; next attempt in {}s",
+                    self.client.options.login_backoff.as_secs()
+                )))
             }
             Reply::Error(e) => Err(e.into()),
         }
@@ -407,7 +594,7 @@ impl Conn<'_> {
     }
 
     async fn try_login(&mut self) -> anyhow::Result<()> {
-        let Some(password) = self.client.config.password.clone() else {
+        let Some(password) = self.access.password.clone() else {
             anyhow::bail!("login required and no password configured");
         };
         let now = Instant::now();
@@ -417,7 +604,7 @@ impl Conn<'_> {
             anyhow::bail!(
                 "login suspended after a rejected login ({}); next attempt in {}s",
                 self.dev.status.label(),
-                at.duration_since(now).as_secs()
+                at.duration_since(now).as_secs().max(1)
             );
         }
         let state: LoginState = match self.request("GetLoginState", &json!({})).await? {
@@ -442,12 +629,15 @@ impl Conn<'_> {
             _ => {}
         }
         let remaining = state.login_remaining_times.code();
+        let fingerprint = std::hash::BuildHasher::hash_one(&self.client.hasher, password.expose());
         if self.dev.status == LoginStatus::WrongPassword
+            && self.dev.rejected == Some(fingerprint)
             && remaining.is_some_and(|n| n <= LOGIN_ATTEMPTS_KEPT)
         {
             anyhow::bail!(
-                "password was rejected before and the device has {} login attempts left; \
-                 leaving them to a human (fix the password file, then restart the exporter)",
+                "this password was rejected before and the device has {} login attempts left; \
+                 leaving them to a human (fix the password file, then reload or restart the \
+                 exporter)",
                 remaining.unwrap_or(0)
             );
         }
@@ -458,22 +648,44 @@ impl Conn<'_> {
         } else {
             password.expose().to_owned()
         };
-        let username = &self.client.config.username;
+        let username = &self.access.username;
         let (user, pass) = if state.pw_encrypt.code() == Some(1) {
             (crypto::obfuscate(username), crypto::obfuscate(&password))
         } else {
             (username.clone(), password)
         };
         self.dev.attempts += 1;
-        let reply = self.request("Login", &json!({"UserName": user, "Password": pass})).await?;
+        let reply = match self.request("Login", &json!({"UserName": user, "Password": pass})).await
+        {
+            Ok(reply) => reply,
+            Err(err) => {
+                // No answer (a redirect, a busy page, a reset): the device may have counted
+                // the attempt, so it is a rejected login for the backoff.
+                self.dev.fail(FailureReason::Error);
+                let status = self.dev.status;
+                self.start_backoff(status);
+                return Err(err.context(format!(
+                    "Login: no usable answer; next attempt in {}s",
+                    self.client.options.login_backoff.as_secs()
+                )));
+            }
+        };
         let result = match reply {
             Reply::Result(v) => v,
-            Reply::Error(e) => return Err(self.rejected(e)),
+            Reply::Error(e) => {
+                self.dev.rejected = Some(fingerprint);
+                return Err(self.rejected(e));
+            }
         };
         let result: LoginResult = serde_json::from_value(result).unwrap_or_default();
         let Some(token) = result.token.get() else {
             self.dev.fail(FailureReason::Error);
-            anyhow::bail!("Login: the result has no token");
+            let status = self.dev.status;
+            self.start_backoff(status);
+            anyhow::bail!(
+                "Login: the result has no token; next attempt in {}s",
+                self.client.options.login_backoff.as_secs()
+            );
         };
         let obfuscated = crypto::obfuscate(token);
         let header = match (result.param0.get(), result.param1.get()) {
@@ -486,10 +698,25 @@ impl Conn<'_> {
         if self.dev.status != LoginStatus::LoggedIn && self.dev.status != LoginStatus::LoggedOut {
             log::info!(target: "linkhub", target = self.target.to_string().as_str(); "logged in again");
         }
-        self.dev.session = Some(Session { header });
+        self.dev.session =
+            Some(Session { header, verification_key: self.access.verification_key.clone() });
         self.dev.status = LoginStatus::LoggedIn;
         self.dev.next_login_at = None;
+        self.dev.rejected = None;
+        self.client.store.set(&self.dev.address, None);
         Ok(())
+    }
+
+    /// Starts `--login-backoff` for this router (in memory and in the state directory).
+    fn start_backoff(&mut self, status: LoginStatus) {
+        let backoff = self.client.options.login_backoff;
+        self.dev.status = status;
+        self.dev.next_login_at = Some(Instant::now() + backoff);
+        let saved = Saved {
+            state: status.label().to_owned(),
+            backoff_until: unix_now() + backoff.as_secs_f64(),
+        };
+        self.client.store.set(&self.dev.address, Some(saved));
     }
 
     /// Bookkeeping for a refusal seen in `GetLoginState` (no `Login` was sent).
@@ -510,7 +737,7 @@ impl Conn<'_> {
 
     /// Bookkeeping for a `Login` error; returns the error for the collector.
     fn rejected(&mut self, e: MethodError) -> anyhow::Error {
-        let backoff = self.client.config.login_backoff;
+        let backoff = self.client.options.login_backoff;
         let target = self.target.to_string();
         let (status, reason, what) = match e.code.0.as_str() {
             "010101" => (
@@ -541,14 +768,18 @@ impl Conn<'_> {
             return anyhow::Error::new(e)
                 .context(format!("Login: {what}; retrying on a later scrape"));
         }
-        self.dev.status = status;
-        self.dev.next_login_at = Some(Instant::now() + backoff);
+        self.start_backoff(status);
         log::error!(
             target: "linkhub", target = target.as_str(), code = e.code.0.as_str();
             "Login: {what}; next attempt in {}s (--login-backoff)", backoff.as_secs()
         );
         anyhow::Error::new(e)
             .context(format!("Login: {what}; next attempt in {}s", backoff.as_secs()))
+    }
+
+    /// Whether the exporter holds a session on this router.
+    pub fn has_session(&self) -> bool {
+        self.dev.session.is_some()
     }
 
     /// Ends the session, if any (best effort).
@@ -568,11 +799,10 @@ impl Conn<'_> {
     async fn request(&mut self, method: &str, params: &Value) -> anyhow::Result<Reply> {
         let body =
             json!({"jsonrpc": "2.0", "method": method, "params": params, "id": method_id(method)});
-        let mut req = self
-            .client
-            .http
+        let http = if self.access.configured { &self.client.http } else { &self.client.adhoc_http };
+        let mut req = http
             .post(self.target.endpoint())
-            .header("_TclRequestVerificationKey", &self.client.config.verification_key)
+            .header("_TclRequestVerificationKey", &self.access.verification_key)
             .header(reqwest::header::REFERER, self.target.referer())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
@@ -642,6 +872,8 @@ fn method_id(method: &str) -> &'static str {
         "GetLoginState" => "1.3",
         "HeartBeat" => "1.5",
         "GetSimStatus" => "2.1",
+        "GetSMSStorageState" => "6.4",
+        "GetConnectedDeviceList" => "12.1",
         "GetConnectionState" => "3.1",
         "GetNetworkInfo" => "4.1",
         "GetUsageRecord" => "7.1",

@@ -9,22 +9,28 @@
 
 pub mod api;
 pub mod client;
+pub mod config;
 pub mod crypto;
+pub mod legacy;
 pub mod metrics;
 mod target;
 
-use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
-use exporter_core::{Exporter, ExporterInfo, Scrape, Secret, Timed, timed};
+use exporter_core::{
+    Exporter, ExporterInfo, ProbeAllow, Scrape, SdTarget, ServeOptions, TargetError, TargetInfo,
+    Timed, config::Live, timed,
+};
 
-pub use target::Target;
+pub use target::{Address, Target};
 
 use crate::{
     api::{
-        Battery, BatteryState, ConnectionState, NetworkInfo, SimStatus, SystemInfo, SystemStatus,
-        UsageRecord,
+        Battery, BatteryState, ConnectedDeviceList, ConnectionState, NetworkInfo, SimStatus,
+        SmsStorageState, SystemInfo, SystemStatus, UsageRecord,
     },
-    client::{Client, Config, Conn, Fetched},
+    client::{Access, Client, Conn, Fetched},
+    config::{FlagTarget, Settings},
 };
 
 /// What the core needs to know about this binary.
@@ -39,7 +45,7 @@ pub const INFO: ExporterInfo = ExporterInfo {
 #[derive(argh::FromArgs, argh::ArgsInfo, Debug)]
 pub struct Flags {
     /// the router that /metrics scrapes, as http://host[:port], host or host:port
-    /// (default http://192.168.1.1); /probe?target= scrapes any other
+    /// (default http://192.168.1.1); --password-file belongs to this address only
     #[argh(option, default = "Target::default_box()")]
     pub target: Target,
 
@@ -47,25 +53,42 @@ pub struct Flags {
     #[argh(option, default = "String::from(\"admin\")")]
     pub username: String,
 
-    /// file holding the web UI password; without it (or the systemd credential
-    /// linkhub-password) only methods that need no login are read
+    /// file holding the web UI password of --target (or the systemd credential
+    /// linkhub-password); never sent to any other address; without it only methods that
+    /// need no login are read
     #[argh(option)]
     pub password_file: Option<PathBuf>,
 
-    /// the _TclRequestVerificationKey header (default: the public constant of the web UI;
-    /// not a secret)
+    /// the _TclRequestVerificationKey header of --target (default: the public constant of
+    /// the web UI); other addresses get the public constant
     #[argh(option)]
     pub verification_key: Option<String>,
 
-    /// add IMEI, IMSI, ICCID, MAC and IP addresses as labels (off: they identify the
-    /// subscriber)
+    /// add IMEI, IMSI, ICCID, MAC and IP addresses as labels, and a series per connected
+    /// client (off: they identify the subscriber and the household)
     #[argh(switch)]
     pub expose_identifiers: bool,
 
-    /// pause after a rejected login before the next attempt, as seconds or with a unit:
-    /// 600, 600s, 10m, 1h (default 10m); the router locks after 5 wrong passwords
+    /// most connected clients with series of their own under --expose-identifiers; beyond
+    /// it the longest connected are kept and the rest counted (default 256)
+    #[argh(option, default = "metrics::DEFAULT_CONNECTED_DEVICES_MAX")]
+    pub connected_devices_max: usize,
+
+    /// pause after a rejected login before the next attempt, per router, as seconds or with
+    /// a unit: 600, 600s, 10m, 1h (default 10m); the router locks after 5 wrong passwords
     #[argh(option, default = "LoginBackoff::default()")]
     pub login_backoff: LoginBackoff,
+
+    /// log out at the end of every scrape, so the router's single admin session is free for
+    /// the web UI between scrapes (costs one login per scrape)
+    #[argh(switch)]
+    pub logout_after_scrape: bool,
+
+    /// restrict /probe of addresses that are not configured targets to these networks
+    /// (CIDR), addresses, host names or *.domain (repeatable; default: any address, without
+    /// secrets)
+    #[argh(option)]
+    pub probe_allow: Vec<String>,
 }
 
 /// The `--login-backoff` duration: an integer with an optional unit `s`, `m` or `h`
@@ -116,34 +139,60 @@ impl fmt::Display for LoginBackoff {
     }
 }
 
-/// The exporter: the HTTP client and the login state of every target.
+/// Where the exporter finds its files: the common flags that matter to it.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// `--config-file`.
+    pub config_file: Option<PathBuf>,
+    /// `--state-directory` (else `$STATE_DIRECTORY`).
+    pub state_directory: Option<PathBuf>,
+    /// Whether `--target` (or `LINKHUB_TARGET`) was given rather than left at its default.
+    pub target_given: bool,
+}
+
+impl Setup {
+    /// From the core's validated options.
+    pub fn from_options(opts: &ServeOptions) -> Setup {
+        Setup {
+            config_file: opts.config_file.clone(),
+            state_directory: opts.state_directory.clone(),
+            target_given: opts.is_set("--target"),
+        }
+    }
+}
+
+/// The exporter: the HTTP clients, the running configuration and the login state of every
+/// router.
 #[derive(Debug)]
 pub struct Linkhub {
     client: Client,
-    default_target: Target,
-    expose_identifiers: bool,
+    flags: FlagTarget,
+    config_file: Option<PathBuf>,
+    settings: Live<Settings>,
+    allow: Arc<ProbeAllow>,
+    logout_after_scrape: bool,
+    connected_devices_max: usize,
 }
 
 impl Linkhub {
-    /// Builds the exporter from its flags: reads the password (file, or the systemd
-    /// credential `linkhub-password`) and the core's HTTP client.
+    /// Builds the exporter from its flags alone (no config file, no state directory).
     pub fn new(flags: Flags) -> anyhow::Result<Linkhub> {
-        let http = exporter_core::client::http_client(&INFO)?;
-        Linkhub::with_http(flags, http)
+        Linkhub::build(flags, Setup { target_given: true, ..Setup::default() })
     }
 
-    /// Like [`Linkhub::new`] with a given reqwest client (tests).
-    pub fn with_http(flags: Flags, http: reqwest::Client) -> anyhow::Result<Linkhub> {
-        let password =
-            Secret::resolve(flags.password_file.as_deref(), None, Some("linkhub-password"))?;
-        let verification_key = match flags.verification_key {
+    /// Builds the exporter from its flags and the core's options (`--config-file`,
+    /// `--state-directory`, whether `--target` was given).
+    pub fn with_options(flags: Flags, opts: &ServeOptions) -> anyhow::Result<Linkhub> {
+        Linkhub::build(flags, Setup::from_options(opts))
+    }
+
+    /// Builds the exporter: reads the password (file, or the systemd credential
+    /// `linkhub-password`), the config file and its password files, and makes the core's
+    /// HTTP clients (one restricted by `--probe-allow` for ad-hoc addresses).
+    pub fn build(flags: Flags, setup: Setup) -> anyhow::Result<Linkhub> {
+        let verification_key = match &flags.verification_key {
             Some(key) => {
-                let key = key.trim().to_owned();
-                anyhow::ensure!(
-                    !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic()),
-                    "--verification-key must be non-empty printable ASCII"
-                );
-                key
+                config::check_key(key).map_err(|e| anyhow::anyhow!("--verification-key: {e}"))?
             }
             None => client::DEFAULT_VERIFICATION_KEY.to_owned(),
         };
@@ -151,22 +200,60 @@ impl Linkhub {
             !flags.username.is_empty() && !flags.username.chars().any(char::is_control),
             "--username must be non-empty"
         );
-        let config = Config {
-            verification_key,
+        anyhow::ensure!(
+            flags.connected_devices_max > 0,
+            "--connected-devices-max must be at least 1"
+        );
+        let flag_target = FlagTarget {
+            address: flags.target.address().clone(),
+            address_given: setup.target_given,
             username: flags.username,
-            password,
+            password_file: flags.password_file,
+            verification_key,
+            expose_identifiers: flags.expose_identifiers,
+        };
+        let settings = Settings::load(&flag_target, setup.config_file.as_deref())?;
+        let allow = Arc::new(ProbeAllow::parse(&flags.probe_allow)?);
+        let http = exporter_core::client::http_client(&INFO)?;
+        let adhoc_http = if allow.is_empty() {
+            http.clone()
+        } else {
+            exporter_core::client::http_client_restricted(&INFO, Arc::clone(&allow))?
+        };
+        let options = client::Options {
             login_backoff: flags.login_backoff.0,
+            state_directory: setup.state_directory,
         };
         Ok(Linkhub {
-            client: Client::new(http, config),
-            default_target: flags.target,
-            expose_identifiers: flags.expose_identifiers,
+            client: Client::new(http, adhoc_http, options),
+            flags: flag_target,
+            config_file: setup.config_file,
+            settings: Live::new(settings),
+            allow,
+            logout_after_scrape: flags.logout_after_scrape,
+            connected_devices_max: flags.connected_devices_max,
         })
     }
 
-    /// Whether a password was found, so methods that need a login are read.
+    /// Whether a password was found for `--target`, so methods that need a login are read.
     pub fn login_configured(&self) -> bool {
-        self.client.config().password.is_some()
+        self.settings.load().flags.password.is_some()
+    }
+
+    /// Lines for the landing page's configuration table (no secret values).
+    pub fn describe(&self) -> Vec<(String, String)> {
+        let settings = self.settings.load();
+        let mut lines = Vec::new();
+        let password = if settings.flags.password.is_some() {
+            format!("<secret> (login enabled for {} only)", settings.flags.address)
+        } else {
+            "none (reads only what needs no login)".to_owned()
+        };
+        lines.push(("password".to_owned(), password));
+        if !self.allow.is_empty() {
+            lines.push(("probe-allow".to_owned(), self.allow.describe()));
+        }
+        lines
     }
 }
 
@@ -176,21 +263,75 @@ impl Exporter for Linkhub {
     type Target = Target;
 
     fn default_target(&self) -> Option<Target> {
-        Some(self.default_target.clone())
+        self.settings.load().default.as_ref().map(|d| Target::from(d.address.clone()))
+    }
+
+    async fn resolve_target(&self, raw: &str) -> Result<Target, TargetError> {
+        if let Some(target) = self.settings.load().lookup(raw) {
+            return Ok(target);
+        }
+        let target: Target = raw.parse().map_err(TargetError::Invalid)?;
+        if !self.allow.is_empty() {
+            self.allow.check(target.address().host()).await.map_err(TargetError::NotAllowed)?;
+        }
+        Ok(target)
     }
 
     async fn probe(&self, target: &Target, out: &mut Scrape) -> anyhow::Result<()> {
-        let mut conn = self.client.connect(target).await;
+        // One snapshot of the configuration for the whole probe, even across a reload.
+        let settings = self.settings.load();
+        let (access, expose) = match settings.settings(target)? {
+            Some(entry) => (entry.access(), entry.expose_identifiers),
+            None => (Access::adhoc(), settings.adhoc_expose_identifiers),
+        };
+        let mut conn = self.client.connect(target, access).await;
+        let result = self.collect(&mut conn, out, expose).await;
+        if self.logout_after_scrape && conn.has_session() {
+            conn.logout().await;
+        }
+        login_metrics(out, &conn);
+        result
+    }
+
+    async fn shutdown(&self) {
+        self.client.logout_all(Duration::from_secs(2)).await;
+    }
+
+    async fn reload(&self) -> anyhow::Result<()> {
+        let settings = Settings::load(&self.flags, self.config_file.as_deref())?;
+        self.settings.store(settings);
+        Ok(())
+    }
+
+    fn targets(&self) -> Vec<TargetInfo> {
+        self.settings.load().named.iter().map(|(name, entry)| entry.info(name)).collect()
+    }
+
+    async fn sd_targets(&self) -> anyhow::Result<Vec<SdTarget>> {
+        Ok(self
+            .settings
+            .load()
+            .named
+            .iter()
+            .map(|(name, entry)| SdTarget { target: name.clone(), labels: entry.labels.clone() })
+            .collect())
+    }
+}
+
+impl Linkhub {
+    /// The collectors, one device call at a time.
+    async fn collect(
+        &self,
+        conn: &mut Conn<'_>,
+        out: &mut Scrape,
+        expose: bool,
+    ) -> anyhow::Result<()> {
         let d = out.deadline();
-        let expose = self.expose_identifiers;
 
         // GetSystemInfo first: it tells whether a LinkHub answers at all.
         let info = timed("system_info", d, conn.get::<SystemInfo>("GetSystemInfo")).await;
         let info = match info.result {
-            Err(err) if client::is_device_error(&err) => {
-                login_metrics(out, &conn);
-                return Err(err);
-            }
+            Err(err) if client::is_device_error(&err) => return Err(err),
             result => Timed { result, ..info },
         };
         if let Some(it) = settle(out, info, "GetSystemInfo") {
@@ -224,13 +365,23 @@ impl Exporter for Linkhub {
             metrics::sim(out, &it);
         }
 
-        battery(out, &mut conn, status.as_ref()).await;
-        login_metrics(out, &conn);
-        Ok(())
-    }
+        let sms = timed("sms", d, conn.get::<SmsStorageState>("GetSMSStorageState")).await;
+        if let Some(it) = settle(out, sms, "GetSMSStorageState") {
+            metrics::sms(out, &it);
+        }
 
-    async fn shutdown(&self) {
-        self.client.logout_all(Duration::from_secs(2)).await;
+        let clients =
+            timed("clients", d, conn.get::<ConnectedDeviceList>("GetConnectedDeviceList")).await;
+        if let Some(it) = settle(out, clients, "GetConnectedDeviceList") {
+            let sel = metrics::ClientSelection {
+                expose_identifiers: expose,
+                max: self.connected_devices_max,
+            };
+            metrics::connected_devices(out, &it, sel);
+        }
+
+        battery(out, conn, status.as_ref()).await;
+        Ok(())
     }
 }
 
@@ -285,6 +436,8 @@ fn settle<T>(out: &mut Scrape, t: Timed<Fetched<T>>, method: &str) -> Option<T> 
 fn login_metrics(out: &mut Scrape, conn: &Conn<'_>) {
     if conn.can_login() {
         metrics::login(out, &conn.login_report());
+    } else {
+        metrics::no_credentials(out);
     }
 }
 

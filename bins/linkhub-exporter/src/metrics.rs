@@ -9,7 +9,8 @@ use exporter_core::Scrape;
 
 use crate::{
     api::{
-        Battery, ConnectionState, NetworkInfo, SimStatus, SystemInfo, SystemStatus, UsageRecord,
+        Battery, ConnectedDevice, ConnectedDeviceList, ConnectionState, NetworkInfo, SimStatus,
+        SmsStorageState, SystemInfo, SystemStatus, UsageRecord,
     },
     client::{FailureReason, LoginReport, LoginStatus},
 };
@@ -99,6 +100,21 @@ pub fn system_status(out: &mut Scrape, it: &SystemStatus) {
     .sample_opt(&[("band", "all")], it.curr_num.count());
     out.gauge("uptime_seconds", "Time since the router booted (GetSystemStatus.DeviceUptime, s).")
         .sample_opt(&[], it.device_uptime.count());
+    if let Some(code) = it.sms_state.code() {
+        out.gauge(
+            "sms_state_code",
+            "Raw GetSystemStatus.SmsState (0 no SMS, 1 storage full, 2 normal, 3 new SMS).",
+        )
+        .sample(&[], code as f64);
+        out.state_set(
+            "sms_state",
+            "SMS indicator of the status bar, one series per state (GetSystemStatus.SmsState; \
+             full = the SMS store is full and new messages are not received).",
+            &[],
+            &SMS_STATES.map(|(_, s)| s),
+            enum_label(code, &SMS_STATES),
+        );
+    }
     if let Some(name) = it.network_name.get() {
         out.info(
             "operator_info",
@@ -297,6 +313,153 @@ pub fn sim(out: &mut Scrape, it: &SimStatus) {
     .sample_opt(&[], it.sim_lock_state.get());
 }
 
+/// `GetSMSStorageState`: the SMS store (counts of messages, never their content).
+pub fn sms(out: &mut Scrape, it: &SmsStorageState) {
+    out.gauge("sms_messages", "SMS messages stored (GetSMSStorageState.TUseCount).")
+        .sample_opt(&[], it.used_count.count());
+    out.gauge("sms_unread_messages", "Unread SMS messages (GetSMSStorageState.UnreadSMSCount).")
+        .sample_opt(&[], it.unread_count.count());
+    out.gauge(
+        "sms_storage_capacity_messages",
+        "SMS messages the store holds at most (GetSMSStorageState.MaxCount).",
+    )
+    .sample_opt(&[], it.max_count.count().filter(|m| *m > 0.0));
+    out.gauge(
+        "sms_storage_free_messages",
+        "SMS messages that still fit in the store (GetSMSStorageState.LeftCount).",
+    )
+    .sample_opt(&[], it.left_count.count());
+    out.gauge(
+        "sms_storage_full",
+        "1 when the SMS store is full (GetSMSStorageState: LeftCount 0, or TUseCount at \
+         MaxCount); a full store makes some routers stop receiving SMS.",
+    )
+    .sample_opt(&[], it.full().map(|f| if f { 1.0 } else { 0.0 }));
+    out.gauge(
+        "sms_unread_delivery_report",
+        "1 when a delivery report is unread (GetSMSStorageState.UnreadReport).",
+    )
+    .sample_opt(&[], it.unread_report.code().filter(|c| *c == 0 || *c == 1).map(|c| c as f64));
+}
+
+/// How many connected clients get series of their own (`--expose-identifiers`,
+/// `--connected-devices-max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSelection {
+    /// Per-client series at all (they carry MAC and IP addresses).
+    pub expose_identifiers: bool,
+    /// Most clients with series of their own.
+    pub max: usize,
+}
+
+/// The default of `--connected-devices-max`.
+pub const DEFAULT_CONNECTED_DEVICES_MAX: usize = 256;
+
+/// The connection labels, in the order of the metric.
+pub const CONNECTIONS: [&str; 4] = ["usb", "wifi", "wifi_guest", "other"];
+
+/// The `connection` label of a client: `ConnectMode` 0 USB (cable), 1 Wi-Fi; guests from
+/// `ConnectedGuestList`.
+fn connection_of(d: &ConnectedDevice, guest: bool) -> &'static str {
+    if guest {
+        return "wifi_guest";
+    }
+    match d.connect_mode.code() {
+        Some(0) => "usb",
+        Some(1) => "wifi",
+        _ => "other",
+    }
+}
+
+/// The clients that get series of their own, and how many the cap left out: one per MAC
+/// address (entries without one get none), the longest connected first when there are more
+/// than `max`, shown in the device's order.
+pub fn select_clients(
+    list: &ConnectedDeviceList,
+    max: usize,
+) -> (Vec<(&ConnectedDevice, &'static str)>, usize) {
+    let mut seen = std::collections::BTreeSet::new();
+    let all = list
+        .connected
+        .iter()
+        .flatten()
+        .map(|d| (d, false))
+        .chain(list.guests.iter().flatten().map(|d| (d, true)));
+    let mut candidates: Vec<(usize, &ConnectedDevice, &'static str)> = Vec::new();
+    for (d, guest) in all {
+        let Some(mac) = d.mac_address.get() else { continue };
+        if seen.insert(mac.to_ascii_lowercase()) {
+            candidates.push((candidates.len(), d, connection_of(d, guest)));
+        }
+    }
+    let total = candidates.len();
+    if total > max {
+        candidates.sort_by(|(ia, a, _), (ib, b, _)| {
+            let t = |d: &ConnectedDevice| d.association_time.count().unwrap_or(-1.0);
+            t(b).total_cmp(&t(a)).then(ia.cmp(ib))
+        });
+        candidates.truncate(max);
+        candidates.sort_by_key(|(i, _, _)| *i);
+    }
+    let kept = candidates.len();
+    (candidates.into_iter().map(|(_, d, c)| (d, c)).collect(), total - kept)
+}
+
+/// `GetConnectedDeviceList`: clients by connection type, and per client with
+/// `--expose-identifiers`.
+pub fn connected_devices(out: &mut Scrape, list: &ConnectedDeviceList, sel: ClientSelection) {
+    let mut counts = [None::<f64>; 4];
+    if let Some(connected) = &list.connected {
+        for (i, kind) in CONNECTIONS.iter().enumerate() {
+            if *kind != "wifi_guest" {
+                let n = connected.iter().filter(|d| connection_of(d, false) == *kind).count();
+                counts[i] = Some(n as f64);
+            }
+        }
+    }
+    if let Some(guests) = &list.guests {
+        counts[2] = Some(guests.len() as f64);
+    }
+    let mut family = out.gauge(
+        "connected_devices",
+        "Clients connected to the router by connection type (GetConnectedDeviceList: \
+         ConnectMode 0 = usb, 1 = wifi, others = other; ConnectedGuestList = wifi_guest).",
+    );
+    for (kind, n) in CONNECTIONS.iter().zip(counts) {
+        family.sample_opt(&[("connection", kind)], n);
+    }
+    if !sel.expose_identifiers {
+        return;
+    }
+    let (kept, dropped) = select_clients(list, sel.max);
+    out.gauge(
+        "connected_devices_dropped",
+        "Clients left without series of their own because of --connected-devices-max (the \
+         longest connected are kept).",
+    )
+    .sample(&[], dropped as f64);
+    for (d, connection) in &kept {
+        let mac = d.mac_address.label();
+        out.info(
+            "connected_device_info",
+            "A connected client (GetConnectedDeviceList: MacAddress, IPAddress, DeviceName, \
+             ConnectMode; only with --expose-identifiers, at most --connected-devices-max).",
+            &[
+                ("mac_address", mac),
+                ("ip_address", d.ip_address.label()),
+                ("name", d.name.label()),
+                ("connection", connection),
+            ],
+        );
+        out.gauge(
+            "connected_device_connected_seconds",
+            "Time since the client associated (GetConnectedDeviceList.AssociationTime, s; only \
+             with --expose-identifiers).",
+        )
+        .sample_opt(&[("mac_address", mac)], d.association_time.count());
+    }
+}
+
 /// The battery of a MiFi (`GetBatteryState` or `GetSystemStatus` battery fields).
 pub fn battery(out: &mut Scrape, it: &Battery) {
     out.gauge(
@@ -320,12 +483,26 @@ pub fn battery(out: &mut Scrape, it: &Battery) {
     }
 }
 
+const LOGIN_STATE_HELP: &str = "The exporter's login session on the router, one series per \
+     state (exporter state, kept between scrapes; no_credentials = no password is configured \
+     for this address, so only what needs no login is read).";
+
+/// A target without a password: `linkhub_login_state{state="no_credentials"} 1`.
+pub fn no_credentials(out: &mut Scrape) {
+    out.state_set(
+        "login_state",
+        LOGIN_STATE_HELP,
+        &[],
+        &LoginStatus::ALL.map(LoginStatus::label),
+        LoginStatus::NoCredentials.label(),
+    );
+}
+
 /// The exporter's login bookkeeping for this target (only with a password configured).
 pub fn login(out: &mut Scrape, it: &LoginReport) {
     out.state_set(
         "login_state",
-        "The exporter's login session on the router, one series per state (exporter state, \
-         kept between scrapes).",
+        LOGIN_STATE_HELP,
         &[],
         &LoginStatus::ALL.map(LoginStatus::label),
         it.status.label(),
@@ -387,6 +564,8 @@ const PIN_STATES: [(i64, &str); 6] = [
 
 const CHARGE_STATES: [(i64, &str); 5] =
     [(0, "charging"), (1, "full"), (2, "not_charging"), (3, "error"), (4, "power_bank")];
+
+const SMS_STATES: [(i64, &str); 4] = [(0, "none"), (1, "full"), (2, "normal"), (3, "new")];
 
 const CONNECTION_STATES: [(i64, &str); 4] =
     [(0, "disconnected"), (1, "connecting"), (2, "connected"), (3, "disconnecting")];

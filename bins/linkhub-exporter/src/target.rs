@@ -1,23 +1,98 @@
-//! The `--target` / `?target=` value: which box to talk to.
+//! The `--target` / `?target=` value: which box to talk to ([`Address`]), and under which
+//! configured name, if any ([`Target`]).
 
 use std::{fmt, str::FromStr};
 
 use anyhow::Context as _;
 use reqwest::Url;
 
-/// A LinkHub's address: `http://192.168.1.1`, `192.168.1.1`, `router.lan:8080` or
-/// `http://[fd00::1]`. Only a scheme (`http`, or `https` behind a proxy), a host and a port;
-/// no user, path, query or fragment.
+/// What a probe is about: a router's address, and the name of the config-file entry it was
+/// selected by, if any.
+///
+/// It prints as the name for a named target and as the address otherwise: that text is the
+/// single-flight key and the `target` in logs. Parsing (`--target`, and `?target=` before
+/// [`crate::Linkhub`] looks up names) reads an address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
-    /// `http://host[:port]`, without a trailing slash.
-    base: String,
+    address: Address,
+    name: Option<String>,
 }
 
 impl Target {
     /// The router's default LAN address.
     pub fn default_box() -> Target {
-        Target { base: "http://192.168.1.1".to_owned() }
+        Target::from(Address::default_box())
+    }
+
+    /// The target of config-file entry `name` at `address`.
+    pub fn named(name: &str, address: Address) -> Target {
+        Target { address, name: Some(name.to_owned()) }
+    }
+
+    /// The router's address.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The config-file entry's name, for a named target.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The JSON-RPC endpoint, `<base>/jrd/webapi`.
+    pub fn endpoint(&self) -> String {
+        self.address.endpoint()
+    }
+
+    /// The `Referer` the web UI would send, `<base>/index.html`.
+    pub fn referer(&self) -> String {
+        self.address.referer()
+    }
+}
+
+impl From<Address> for Target {
+    fn from(address: Address) -> Target {
+        Target { address, name: None }
+    }
+}
+
+impl FromStr for Target {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Target> {
+        s.parse::<Address>().map(Target::from)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => f.write_str(name),
+            None => self.address.fmt(f),
+        }
+    }
+}
+
+/// A LinkHub's address: `http://192.168.1.1`, `192.168.1.1`, `router.lan:8080` or
+/// `http://[fd00::1]`. Only a scheme (`http`, or `https` behind a proxy), a host and a port;
+/// no user, path, query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    /// `http://host[:port]`, without a trailing slash.
+    base: String,
+    /// The host as in the URL (IPv6 in brackets).
+    host: String,
+}
+
+impl Address {
+    /// The router's default LAN address.
+    pub fn default_box() -> Address {
+        Address { base: "http://192.168.1.1".to_owned(), host: "192.168.1.1".to_owned() }
+    }
+
+    /// The host part (a name, an IPv4 address, or an IPv6 address in brackets).
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// The JSON-RPC endpoint, `<base>/jrd/webapi`.
@@ -31,10 +106,10 @@ impl Target {
     }
 }
 
-impl FromStr for Target {
+impl FromStr for Address {
     type Err = anyhow::Error;
 
-    fn from_str(s: &str) -> anyhow::Result<Target> {
+    fn from_str(s: &str) -> anyhow::Result<Address> {
         let s = s.trim();
         anyhow::ensure!(
             !s.is_empty(),
@@ -74,11 +149,12 @@ impl FromStr for Target {
             base.len() <= 300,
             "invalid target: expected a router address like http://192.168.1.1"
         );
-        Ok(Target { base })
+        let host = host.to_owned();
+        Ok(Address { base, host })
     }
 }
 
-impl fmt::Display for Target {
+impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.base)
     }

@@ -14,8 +14,8 @@ use exporter_core::{
 };
 use linkhub_exporter::{
     api::{
-        Battery, BatteryState, ConnectionState, LoginResult, LoginState, NetworkInfo, SimStatus,
-        SystemInfo, SystemStatus, UsageRecord,
+        Battery, BatteryState, ConnectedDeviceList, ConnectionState, LoginResult, LoginState,
+        NetworkInfo, SimStatus, SmsStorageState, SystemInfo, SystemStatus, UsageRecord,
     },
     client::{decode, is_device_error, method_error},
     metrics,
@@ -178,6 +178,10 @@ fn render_normal(out: &mut Scrape, expose: bool) {
     metrics::connection(out, &fixture("GetConnectionState", "connection_state.json"), expose);
     metrics::usage(out, &fixture("GetUsageRecord", "usage_record.json"));
     metrics::sim(out, &fixture("GetSimStatus", "sim_status.json"));
+    metrics::sms(out, &fixture("GetSMSStorageState", "sms_storage_state.json"));
+    let sel = metrics::ClientSelection { expose_identifiers: expose, max: 256 };
+    let list = fixture("GetConnectedDeviceList", "connected_device_list.json");
+    metrics::connected_devices(out, &list, sel);
 }
 
 fn check(name: &str, text: &str) {
@@ -201,10 +205,24 @@ fn golden_normal() {
         "linkhub_wifi_clients{band=\"5ghz\"} 0\n",
         "linkhub_usage_monthly_download_bytes{network=\"roaming\"} 0\n",
         "linkhub_connection_max_download_bytes_per_second 18750000\n",
+        "linkhub_sms_messages 3\n",
+        "linkhub_sms_unread_messages 1\n",
+        "linkhub_sms_storage_capacity_messages 100\n",
+        "linkhub_sms_storage_free_messages 97\n",
+        "linkhub_sms_storage_full 0\n",
+        "linkhub_sms_unread_delivery_report 0\n",
+        "linkhub_sms_state{state=\"new\"} 1\n",
+        "linkhub_sms_state_code 3\n",
+        "linkhub_connected_devices{connection=\"usb\"} 1\n",
+        "linkhub_connected_devices{connection=\"wifi\"} 2\n",
+        "linkhub_connected_devices{connection=\"wifi_guest\"} 0\n",
+        "linkhub_connected_devices{connection=\"other\"} 0\n",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     for absent in [
+        "connected_device_info",
+        "3a:11:14:47:f6:a3",
         "356789012345678",
         "466920123456789",
         "10.17.152.95",
@@ -305,13 +323,102 @@ fn identifiers_only_when_asked() {
     let mut out = scrape();
     render_normal(&mut out, true);
     let text = out.encode();
+    check("identifiers.prom", &text);
     for id in [
         "imei=\"356789012345678\"",
         "imsi=\"466920123456789\"",
         "iccid=\"8988692012345678901F\"",
         "mac_address=\"8c:dc:d4:31:ba:b5\"",
         "ipv4_address=\"10.17.152.95\",ipv6_address=\"\"",
+        "linkhub_connected_device_info{mac_address=\"00:11:32:aa:bb:cc\",ip_address=\"192.168.1.100\",name=\"nas\",connection=\"usb\"} 1",
+        "linkhub_connected_device_connected_seconds{mac_address=\"3a:11:14:47:f6:a3\"} 3600",
+        "linkhub_connected_devices_dropped 0",
     ] {
         assert!(text.contains(id), "missing {id} in\n{text}");
     }
+    if let Some(findings) = promtool_check_metrics(&text) {
+        assert!(findings.is_empty(), "{findings}");
+    }
+}
+
+#[test]
+fn sms_store_full_and_odd_values() {
+    let full: SmsStorageState = fixture("GetSMSStorageState", "sms_storage_full.json");
+    assert_eq!(full.full(), Some(true));
+    let mut out = scrape();
+    metrics::sms(&mut out, &full);
+    let text = out.encode();
+    for line in [
+        "linkhub_sms_storage_full 1\n",
+        "linkhub_sms_messages 30\n",
+        "linkhub_sms_storage_capacity_messages 30\n",
+        "linkhub_sms_unread_messages 0\n",
+        "linkhub_sms_unread_delivery_report 1\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    // Without LeftCount the counts decide; with nothing usable the series is absent.
+    let it: SmsStorageState = serde_json::from_str(r#"{"MaxCount":50,"TUseCount":50}"#).unwrap();
+    assert_eq!(it.full(), Some(true));
+    let it: SmsStorageState =
+        serde_json::from_str(r#"{"MaxCount":0,"TUseCount":"N/A","LeftCount":""}"#).unwrap();
+    assert_eq!(it.full(), None);
+    let mut out = scrape();
+    metrics::sms(&mut out, &it);
+    let text = out.encode();
+    assert!(!text.contains("linkhub_sms"), "no reading, no series:\n{text}");
+    let it: SmsStorageState = fixture("GetSMSStorageState", "empty_result.json");
+    assert_eq!(it.full(), None);
+}
+
+#[test]
+fn connected_devices_are_counted_and_capped() {
+    let list: ConnectedDeviceList =
+        fixture("GetConnectedDeviceList", "connected_device_list_odd.json");
+    let mut out = scrape();
+    metrics::connected_devices(
+        &mut out,
+        &list,
+        metrics::ClientSelection { expose_identifiers: true, max: 256 },
+    );
+    let text = out.encode();
+    for line in [
+        "linkhub_connected_devices{connection=\"usb\"} 0\n",
+        "linkhub_connected_devices{connection=\"wifi\"} 2\n",
+        "linkhub_connected_devices{connection=\"wifi_guest\"} 1\n",
+        "linkhub_connected_devices{connection=\"other\"} 1\n",
+        "linkhub_connected_device_connected_seconds{mac_address=\"aa:bb:cc:00:00:01\"} 50\n",
+        "linkhub_connected_device_info{mac_address=\"de:ad:be:ef:00:09\",ip_address=\"192.168.100.2\",name=\"visitor\",connection=\"wifi_guest\"} 1\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(!text.contains("AA:BB:CC"), "one series per MAC address:\n{text}");
+    assert!(!text.contains("mac_address=\"\""), "no series without a MAC:\n{text}");
+    if let Some(findings) = promtool_check_metrics(&text) {
+        assert!(findings.is_empty(), "{findings}");
+    }
+
+    // The cap keeps the longest connected, counts the rest.
+    let (kept, dropped) = metrics::select_clients(&list, 1);
+    assert_eq!((kept.len(), dropped), (1, 1));
+    assert_eq!(kept[0].0.name.get(), Some("tv"), "50 s beats the guest's 30 s");
+    let mut out = scrape();
+    metrics::connected_devices(
+        &mut out,
+        &list,
+        metrics::ClientSelection { expose_identifiers: true, max: 1 },
+    );
+    let text = out.encode();
+    assert!(text.contains("linkhub_connected_devices_dropped 1\n"), "{text}");
+    assert_eq!(text.matches("linkhub_connected_device_info{").count(), 1, "{text}");
+
+    // No list at all is no count (not 0).
+    let list: ConnectedDeviceList = fixture("GetConnectedDeviceList", "empty_result.json");
+    let mut out = scrape();
+    metrics::connected_devices(
+        &mut out,
+        &list,
+        metrics::ClientSelection { expose_identifiers: false, max: 256 },
+    );
+    assert!(!out.encode().contains("linkhub_connected_devices{"), "{}", out.encode());
 }

@@ -81,7 +81,8 @@ async fn without_password_reads_what_needs_no_login() {
         assert!(has(&text, line), "missing {line} in\n{text}");
     }
     assert!(!text.contains("linkhub_connection_uptime_seconds"), "{text}");
-    assert!(!text.contains("linkhub_login_state"), "no login metrics without a password:\n{text}");
+    assert!(has(&text, "linkhub_login_state{state=\"no_credentials\"} 1"), "{text}");
+    assert!(!text.contains("linkhub_login_attempts_total"), "no login bookkeeping:\n{text}");
     assert!(!text.contains("battery"), "an HH41 has no battery:\n{text}");
     let c = server.counters();
     assert_eq!(c.get("login_attempt"), 0);
@@ -431,4 +432,71 @@ async fn secrets_stay_out_of_debug_and_errors() {
     assert!(has(&text, "linkhub_login_attempts_total 1"), "{text}");
     assert!(has(&text, "linkhub_login_failures_total{reason=\"error\"} 1"), "{text}");
     assert_eq!(server.counters().get("Login"), 1, "the sim refuses it before its login logic");
+}
+
+#[tokio::test]
+async fn sms_store_and_connected_clients_follow_the_token_rules() {
+    // HH41 without a password: the SMS store is public there, the client list is not.
+    let (dev, server) = sim(Sim::new(Model::Hh41)).await;
+    let ex = exporter(&server.url(), None, &[]);
+    let (result, text) = probe(&ex, &server.url(), 5).await;
+    result.unwrap();
+    for line in [
+        "linkhub_sms_messages 3",
+        "linkhub_sms_unread_messages 1",
+        "linkhub_sms_storage_full 0",
+        "linkhub_sms_state{state=\"new\"} 1",
+        "linkhub_login_required{method=\"GetConnectedDeviceList\"} 1",
+    ] {
+        assert!(has(&text, line), "missing {line} in\n{text}");
+    }
+    assert!(!text.contains("linkhub_connected_devices{"), "{text}");
+
+    // A full store: both the storage state and the status bar say so.
+    dev.control("sms_stored", "100").unwrap();
+    let (_, text) = probe(&ex, &server.url(), 5).await;
+    assert!(has(&text, "linkhub_sms_storage_full 1"), "{text}");
+    assert!(has(&text, "linkhub_sms_storage_free_messages 0"), "{text}");
+    assert!(has(&text, "linkhub_sms_state{state=\"full\"} 1"), "{text}");
+
+    // HH71 with a password: both need the token; clients counted by connection type.
+    let (dev, server) = sim(Sim::new(Model::Hh71)).await;
+    let ex = exporter(&server.url(), Some("admin"), &[]);
+    let (result, text) = probe(&ex, &server.url(), 5).await;
+    result.unwrap();
+    for line in [
+        "linkhub_sms_messages 3",
+        "linkhub_connected_devices{connection=\"usb\"} 1",
+        "linkhub_connected_devices{connection=\"wifi\"} 2",
+        "linkhub_connected_devices{connection=\"wifi_guest\"} 0",
+    ] {
+        assert!(has(&text, line), "missing {line} in\n{text}");
+    }
+    assert!(!text.contains("connected_device_info"), "no per-client series by default:\n{text}");
+    assert!(!text.contains("3a:11:14:47:f6:a3"), "{text}");
+
+    // With --expose-identifiers: one series per client, capped. (The first exporter logs
+    // out first: the router has one admin session.)
+    ex.shutdown().await;
+    dev.control("connected_devices", "40").unwrap();
+    dev.control("guest_devices", "2").unwrap();
+    let ex = exporter(
+        &server.url(),
+        Some("admin"),
+        &["--expose-identifiers", "--connected-devices-max", "25"],
+    );
+    let (result, text) = probe(&ex, &server.url(), 5).await;
+    result.unwrap();
+    assert!(has(&text, "linkhub_connected_devices{connection=\"usb\"} 10"), "{text}");
+    assert!(has(&text, "linkhub_connected_devices{connection=\"wifi\"} 30"), "{text}");
+    assert!(has(&text, "linkhub_connected_devices{connection=\"wifi_guest\"} 2"), "{text}");
+    assert!(has(&text, "linkhub_connected_devices_dropped 17"), "{text}");
+    assert_eq!(text.matches("linkhub_connected_device_info{").count(), 25, "{text}");
+    assert_eq!(text.matches("linkhub_connected_device_connected_seconds{").count(), 25);
+    // The longest connected are kept: client-39 (2400 s) yes, client-0 (60 s) no.
+    assert!(text.contains("name=\"client-39\""), "{text}");
+    assert!(!text.contains("name=\"client-0\""), "{text}");
+    if let Some(findings) = exporter_core::testing::promtool_check_metrics(&text) {
+        assert!(findings.is_empty(), "{findings}");
+    }
 }

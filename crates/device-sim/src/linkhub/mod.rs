@@ -9,6 +9,10 @@
 //!   header of hotspot models (HH72), token expiry, the single admin session (`010102`),
 //!   the lockout after 5 wrong passwords (`010103`, until the `reboot` knob), and the
 //!   encrypted API of newer firmware (every result an encrypted string);
+//! - the SMS store (`GetSMSStorageState`, and `SmsState` in `GetSystemStatus`: 1 = full,
+//!   3 = new messages) and the client list (`GetConnectedDeviceList`, which needs a token on
+//!   every LinkHub model; `GetSMSStorageState` needs one on the HH71 only, as the EE
+//!   firmware's note says, and is among the public methods elsewhere);
 //! - the firmware's value formats: radio values as strings, invalid markers (`"FF"`, `"-1"`,
 //!   `""`, `"reserved"`, `"N/A"`), the inverted `Roaming` code, usage counters in bytes;
 //! - values that move over time when `drift` is on: signal wanders, the cell changes every
@@ -23,7 +27,10 @@
 //! that need / do not need a token), `token_ttl_secs` (0 = never), `expire_token` (drops
 //! the session now), `other_admin` (true: a human is logged in), `reboot` (clears lockout
 //! and sessions), `encrypted`, `string_codes`, `require_referer`, `drift`, `cell` (0-2),
-//! `cell_hop_secs` (0 = off), `service` (false: no service), and `<Method>.<Field>` (a JSON
+//! `cell_hop_secs` (0 = off), `service` (false: no service), `sms_stored`, `sms_unread`,
+//! `sms_max` (the SMS store: messages stored, unread, capacity; `sms_stored` = `sms_max` is a
+//! full store), `connected_devices` (N generated clients instead of the spec's three),
+//! `guest_devices` (N clients on the guest Wi-Fi), and `<Method>.<Field>` (a JSON
 //! value, or a string when it is not JSON) to override one result field, `clear` to drop
 //! the overrides.
 
@@ -107,6 +114,7 @@ impl Model {
                 "GetUsageRecord",
                 "GetDeviceNewVersion",
                 "GetBatteryState",
+                "GetSMSStorageState",
             ],
             Model::Hh71 => &[
                 "Login",
@@ -130,6 +138,7 @@ impl Model {
                 "GetSystemStatus",
                 "GetDeviceNewVersion",
                 "GetBatteryState",
+                "GetSMSStorageState",
             ],
             Model::Mifi => &[],
         }
@@ -182,6 +191,11 @@ struct State {
     cell: usize,
     cell_hop: Option<Duration>,
     service: bool,
+    sms_stored: u64,
+    sms_unread: u64,
+    sms_max: u64,
+    clients: Option<usize>,
+    guests: usize,
     started: Instant,
     overrides: BTreeMap<String, BTreeMap<String, Value>>,
 }
@@ -217,6 +231,11 @@ impl Linkhub {
                 cell: 0,
                 cell_hop: None,
                 service: model != Model::NoService,
+                sms_stored: 3,
+                sms_unread: 1,
+                sms_max: 100,
+                clients: None,
+                guests: 0,
                 started: Instant::now(),
                 overrides: BTreeMap::new(),
             }),
@@ -360,6 +379,21 @@ impl HttpDevice for Linkhub {
             }
             "cell_hop_secs" => st.cell_hop = secs(value)?,
             "service" => st.service = flag(value)?,
+            "sms_stored" | "sms_unread" | "sms_max" | "connected_devices" | "guest_devices" => {
+                let n: u64 =
+                    value.parse().map_err(|_| format!("{key}: expected a count, got {value:?}"))?;
+                let n_usize = usize::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 100_000)
+                    .ok_or_else(|| format!("{key}: at most 100000"))?;
+                match key {
+                    "sms_stored" => st.sms_stored = n,
+                    "sms_unread" => st.sms_unread = n,
+                    "sms_max" => st.sms_max = n,
+                    "connected_devices" => st.clients = Some(n_usize),
+                    _ => st.guests = n_usize,
+                }
+            }
             "clear" => st.overrides.clear(),
             field => {
                 let Some((method, name)) =
@@ -480,8 +514,8 @@ impl State {
                     "Roaming": 1, "Domestic_Roaming": 1,
                     "SignalStrength": if service { cell.6 } else { 0 },
                     "ConnectionStatus": if service { 2 } else { 0 },
-                    "Conprofileerror": 0, "SmsState": 3, "VoicemailCount": -16_777_216,
-                    "WlanState": 1, "TotalConnNum": 3,
+                    "Conprofileerror": 0, "SmsState": self.sms_state(), "VoicemailCount": -16_777_216,
+                    "WlanState": 1, "TotalConnNum": self.clients.unwrap_or(3) + self.guests,
                 });
                 if let Some(obj) = s.as_object_mut() {
                     if mifi {
@@ -555,7 +589,9 @@ impl State {
             }
             "GetCurrentLanguage" => json!({"Language":"en"}),
             "GetSMSStorageState" => {
-                json!({"UnreadReport":0,"LeftCount":97,"MaxCount":100,"TUseCount":3,"UnreadSMSCount":1})
+                let stored = self.sms_stored.min(self.sms_max);
+                json!({"UnreadReport":0,"LeftCount": self.sms_max - stored,"MaxCount": self.sms_max,
+                    "TUseCount": stored,"UnreadSMSCount": self.sms_unread.min(stored)})
             }
             "GetWanSettings" => json!({"SubNetMask":"255.255.255.0","Gateway":"192.168.0.1",
                 "IpAddress":"192.168.0.120","Mtu":1500,"ConnectType":1,"PrimaryDNS":"192.168.0.1",
@@ -574,13 +610,29 @@ impl State {
                 json!({"BillingDay":1,"MonthlyPlan":0,"UsedData":18_440_039_053_u64,"Unit":1,
                 "TimeLimitFlag":0,"TimeLimitTimes":0,"UsedTimes":0,"AutoDisconnFlag":0})
             }
-            "GetConnectedDeviceList" => json!({"ConnectedList":[
-                {"id":1,"DeviceName":"laptop","MacAddress":"3a:11:14:47:f6:a3","IPAddress":"192.168.1.117","AssociationTime":3600,"DeviceType":0,"ConnectMode":1,"InternetRight":1,"StorageRight":1},
-                {"id":2,"DeviceName":"phone","MacAddress":"5c:aa:fd:01:02:03","IPAddress":"192.168.1.118","AssociationTime":120,"DeviceType":1,"ConnectMode":1,"InternetRight":1,"StorageRight":1},
-                {"id":3,"DeviceName":"nas","MacAddress":"00:11:32:aa:bb:cc","IPAddress":"192.168.1.100","AssociationTime":88000,"DeviceType":1,"ConnectMode":0,"InternetRight":1,"StorageRight":1}],
-                "ConnectedGuestList":[]}),
+            "GetConnectedDeviceList" => {
+                let list = match self.clients {
+                    Some(n) => (0..n).map(|i| client(i, false)).collect(),
+                    None => fixture_clients(),
+                };
+                json!({"ConnectedList": list,
+                    "ConnectedGuestList": (0..self.guests).map(|i| client(i, true)).collect::<Vec<_>>()})
+            }
             _ => return None,
         })
+    }
+
+    /// `GetSystemStatus.SmsState`: 0 no SMS, 1 storage full, 2 normal, 3 new (unread) SMS.
+    fn sms_state(&self) -> u8 {
+        if self.sms_max > 0 && self.sms_stored >= self.sms_max {
+            1
+        } else if self.sms_unread > 0 && self.sms_stored > 0 {
+            3
+        } else if self.sms_stored > 0 {
+            2
+        } else {
+            0
+        }
     }
 
     fn apply_overrides(&self, method: &str, mut result: Value) -> Value {
@@ -591,6 +643,27 @@ impl State {
         }
         result
     }
+}
+
+/// Generated client `i` of `GetConnectedDeviceList` (every fourth on a cable, the others on
+/// Wi-Fi; guests on the guest Wi-Fi); older clients have longer association times.
+fn client(i: usize, guest: bool) -> Value {
+    let (net, base) = if guest { (100, 0x80) } else { (1, 0) };
+    json!({"id": i + 1, "DeviceName": format!("{}client-{i}", if guest { "guest-" } else { "" }),
+        "MacAddress": format!("02:00:00:{base:02x}:{:02x}:{:02x}", (i >> 8) & 0xff, i & 0xff),
+        "IPAddress": format!("192.168.{}.{}", net + i / 250, 2 + i % 250),
+        "AssociationTime": 60 * (i + 1), "DeviceType": 1,
+        "ConnectMode": if !guest && i % 4 == 3 { 0 } else { 1 },
+        "InternetRight": 1, "StorageRight": 1})
+}
+
+/// The spec's three clients (§11.19).
+fn fixture_clients() -> Vec<Value> {
+    vec![
+        json!({"id":1,"DeviceName":"laptop","MacAddress":"3a:11:14:47:f6:a3","IPAddress":"192.168.1.117","AssociationTime":3600,"DeviceType":0,"ConnectMode":1,"InternetRight":1,"StorageRight":1}),
+        json!({"id":2,"DeviceName":"phone","MacAddress":"5c:aa:fd:01:02:03","IPAddress":"192.168.1.118","AssociationTime":120,"DeviceType":1,"ConnectMode":1,"InternetRight":1,"StorageRight":1}),
+        json!({"id":3,"DeviceName":"nas","MacAddress":"00:11:32:aa:bb:cc","IPAddress":"192.168.1.100","AssociationTime":88000,"DeviceType":1,"ConnectMode":0,"InternetRight":1,"StorageRight":1}),
+    ]
 }
 
 fn ok(id: Value, result: Value) -> Response {

@@ -215,3 +215,56 @@ async fn mifi_has_a_battery_and_overrides_and_cells_work() {
     assert!(d.control("nonsense", "1").is_err());
     assert!(d.control("model", "hh99").is_err());
 }
+
+#[tokio::test]
+async fn sms_store_and_clients_with_their_token_rules() {
+    let device = Arc::new(Linkhub::new(Model::Hh41));
+    let sim = SimServer::start(device.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = sim.addr();
+    // HH41: the SMS store is public, the client list needs the token.
+    let sms = call(addr, "GetSMSStorageState", json!({}), None).await;
+    assert_eq!(
+        sms["result"],
+        json!({"UnreadReport":0,"LeftCount":97,"MaxCount":100,"TUseCount":3,"UnreadSMSCount":1})
+    );
+    assert_eq!(code(&call(addr, "GetConnectedDeviceList", json!({}), None).await), -32699);
+    let token = obfuscate(&login(addr, "admin").await["result"]["token"].to_string());
+    let list = call(addr, "GetConnectedDeviceList", json!({}), Some(&token)).await;
+    let list = list["result"]["ConnectedList"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[2]["ConnectMode"], 0);
+
+    // A full store shows in both methods.
+    let d: &dyn crate::http::HttpDevice = &*device;
+    d.control("sms_stored", "100").unwrap();
+    let sms = call(addr, "GetSMSStorageState", json!({}), None).await;
+    assert_eq!(
+        (sms["result"]["LeftCount"].as_u64(), sms["result"]["TUseCount"].as_u64()),
+        (Some(0), Some(100))
+    );
+    let status = call(addr, "GetSystemStatus", json!({}), None).await;
+    assert_eq!(status["result"]["SmsState"], 1);
+    d.control("sms_stored", "0").unwrap();
+    assert_eq!(call(addr, "GetSystemStatus", json!({}), None).await["result"]["SmsState"], 0);
+
+    // Generated clients and guests; TotalConnNum follows.
+    d.control("connected_devices", "300").unwrap();
+    d.control("guest_devices", "2").unwrap();
+    let list = call(addr, "GetConnectedDeviceList", json!({}), Some(&token)).await;
+    let r = &list["result"];
+    assert_eq!(r["ConnectedList"].as_array().unwrap().len(), 300);
+    assert_eq!(r["ConnectedGuestList"].as_array().unwrap().len(), 2);
+    let macs: std::collections::BTreeSet<_> = r["ConnectedList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["MacAddress"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(macs.len(), 300, "unique MAC addresses");
+    assert_eq!(call(addr, "GetSystemStatus", json!({}), None).await["result"]["TotalConnNum"], 302);
+    assert!(d.control("connected_devices", "many").is_err());
+
+    // HH71 (EE firmware): the SMS store needs the token too.
+    let sim71 = start(Linkhub::new(Model::Hh71)).await;
+    assert_eq!(code(&call(sim71.addr(), "GetSMSStorageState", json!({}), None).await), -32699);
+}
