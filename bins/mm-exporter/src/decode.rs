@@ -12,8 +12,8 @@ use zbus::{OwnedVariant, Variant};
 use crate::{
     dbus::iface,
     model::{
-        Bearer, BearerStats, ExtendedSignal, Gps, Location, Location3gpp, Modem, Modem3gpp,
-        NetworkTimezone, SIGNAL_KEYS, SignalValue, Sim,
+        BEARER_PATH_PREFIX, Bearer, BearerStats, ExtendedSignal, Gps, Location, Location3gpp,
+        MAX_BEARERS_PER_MODEM, Modem, Modem3gpp, NetworkTimezone, SIGNAL_KEYS, SignalValue, Sim,
     },
 };
 
@@ -72,12 +72,14 @@ pub fn modem(
         .get("SimSlots", object_paths, "ao")
         .map(|slots| slots.into_iter().map(non_root).collect());
     m.primary_sim_slot = r.get("PrimarySimSlot", uint32, "u");
-    m.bearer_paths = r
-        .get("Bearers", object_paths, "ao")
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(non_root)
-        .collect();
+    let bearers = r.get("Bearers", object_paths, "ao");
+    m.bearers_listed = bearers.as_ref().map(|b| b.iter().filter(|p| p.as_str() != "/").count());
+    m.bearer_paths = newest_bearers(bearers.unwrap_or_default().into_iter().filter_map(non_root));
+    if let Some(listed) = m.bearers_listed.filter(|n| *n > MAX_BEARERS_PER_MODEM) {
+        notes.push(format!(
+            "{path}: {listed} bearers listed; only the newest {MAX_BEARERS_PER_MODEM} are exported"
+        ));
+    }
 
     if let Some(props) = interfaces.get(iface::MODEM_3GPP) {
         let mut r = Reader::new(props, path, "Modem3gpp", notes);
@@ -423,6 +425,23 @@ fn unlock_retries(v: &Variant<'_>) -> Option<Vec<(i64, u32)>> {
     entries_of(v)?.into_iter().map(|(k, n)| Some((int(k)?, uint32(n)?))).collect()
 }
 
+/// At most [`MAX_BEARERS_PER_MODEM`] of `paths`, the newest (highest index) ones, in the
+/// daemon's order.
+fn newest_bearers(paths: impl Iterator<Item = String>) -> Vec<String> {
+    let mut paths: Vec<String> = paths.collect();
+    if paths.len() > MAX_BEARERS_PER_MODEM {
+        let index = |p: &String| {
+            p.strip_prefix(BEARER_PATH_PREFIX).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+        };
+        let mut indices: Vec<u64> = paths.iter().map(index).collect();
+        indices.sort_unstable_by(|a, b| b.cmp(a));
+        let cutoff = indices.get(MAX_BEARERS_PER_MODEM - 1).copied().unwrap_or(0);
+        paths.retain(|p| index(p) >= cutoff);
+        paths.truncate(MAX_BEARERS_PER_MODEM);
+    }
+    paths
+}
+
 fn non_root(path: String) -> Option<String> {
     (path != "/" && !path.is_empty()).then_some(path)
 }
@@ -553,5 +572,16 @@ mod tests {
         assert_eq!(b.stats.tx_bytes, None);
         assert_eq!(b.connection_error, None);
         assert_eq!(notes.len(), 1, "{notes:?}");
+    }
+
+    #[test]
+    fn bearers_beyond_the_cap_keep_the_newest() {
+        let few: Vec<String> = (0..3u32).map(|i| format!("{BEARER_PATH_PREFIX}{i}")).collect();
+        assert_eq!(newest_bearers(few.clone().into_iter()), few);
+        let many = (0..20u32).rev().map(|i| format!("{BEARER_PATH_PREFIX}{i}"));
+        let kept = newest_bearers(many);
+        assert_eq!(kept.len(), MAX_BEARERS_PER_MODEM);
+        assert!(kept.iter().all(|p| !p.ends_with("/Bearer/3") && !p.ends_with("/Bearer/0")));
+        assert!(kept.contains(&format!("{BEARER_PATH_PREFIX}19")));
     }
 }

@@ -7,8 +7,9 @@
 //! call `Signal.Setup` on modems that appear later ([`setup`]).
 //!
 //! Layout: [`dbus`] names and proxies, [`fetch`] the calls, [`decode`] untyped D-Bus values →
-//! [`model`] types, [`metrics`] pure render functions.
+//! [`model`] types, [`metrics`] pure render functions, [`config`] the `--config-file`.
 
+pub mod config;
 pub mod dbus;
 pub mod decode;
 pub mod enums;
@@ -26,10 +27,18 @@ use std::{
 };
 
 use anyhow::Context as _;
-use exporter_core::{Exporter, ExporterInfo, Scrape, Timed, timed};
+use exporter_core::{
+    Exporter, ExporterInfo, Scrape, SdTarget, TargetInfo, Timed,
+    config::{Labels, Live},
+    timed,
+};
 use zbus::Connection;
 
-use crate::{metrics::RenderOptions, model::Snapshot, setup::SignalSetup};
+use crate::{
+    config::{Settings, Source},
+    model::Snapshot,
+    setup::{Backoff, SignalSetup},
+};
 
 /// The binary's identity for exporter-core.
 pub const INFO: ExporterInfo = ExporterInfo {
@@ -40,7 +49,9 @@ pub const INFO: ExporterInfo = ExporterInfo {
 };
 
 #[derive(argh::FromArgs, argh::ArgsInfo, Debug, Clone, PartialEq, Eq)]
-/// Prometheus exporter for cellular modems managed by ModemManager.
+/// Prometheus exporter for cellular modems managed by ModemManager. Every flag but the
+/// common ones can also be set in --config-file (key = flag name with underscores); a flag
+/// given explicitly wins over the file.
 pub struct Flags {
     /// d-bus address of the bus ModemManager is on, e.g. unix:path=/run/dbus/system_bus_socket
     /// (default: the system bus)
@@ -144,18 +155,65 @@ impl Bus {
 /// The ModemManager exporter.
 #[derive(Debug)]
 pub struct ModemManager {
-    flags: Flags,
+    source: Source,
+    /// The running settings; a scrape takes one snapshot at its start.
+    settings: Live<Settings>,
     bus: Arc<Bus>,
     setup: Arc<SignalSetup>,
     watcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl ModemManager {
-    /// An exporter for `flags`; connects on first use.
+    /// An exporter for `flags` without a config file; connects on first use.
     pub fn new(flags: Flags) -> ModemManager {
-        let bus = Arc::new(Bus::new(flags.bus_address.clone()));
-        let setup = Arc::new(SignalSetup::new(flags.signal_rate));
-        ModemManager { flags, bus, setup, watcher: std::sync::Mutex::new(None) }
+        let source = Source::flags_only(flags);
+        let settings = source.merge_flags_only();
+        ModemManager::build(source, settings)
+    }
+
+    /// An exporter for `flags` and the config file `file` (`explicit`: the long names of the
+    /// flags given on the command line or by environment, which win over the file). Fails on
+    /// a bad file.
+    pub fn with_config(
+        flags: Flags,
+        file: Option<std::path::PathBuf>,
+        explicit: Vec<String>,
+    ) -> anyhow::Result<ModemManager> {
+        let source = Source { flags, explicit, file };
+        let settings = source.load()?;
+        Ok(ModemManager::build(source, settings))
+    }
+
+    fn build(source: Source, settings: Settings) -> ModemManager {
+        let bus = Arc::new(Bus::new(settings.bus_address.clone()));
+        let setup = Arc::new(SignalSetup::new(settings.signal_rate));
+        ModemManager {
+            source,
+            settings: Live::new(settings),
+            bus,
+            setup,
+            watcher: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The settings from the config file that override flag defaults, as `(flag, value
+    /// (config file …))`, for the landing page.
+    pub fn described_settings(&self) -> Vec<(String, String)> {
+        self.settings.load().described.clone()
+    }
+
+    /// The same exporter with `backoff` between failed `Signal.Setup` attempts (default: 5 s
+    /// doubling up to 10 min). Call before the watcher starts.
+    pub fn with_setup_backoff(mut self, backoff: Backoff) -> ModemManager {
+        let rate = self.setup.rate();
+        self.setup = Arc::new(SignalSetup::with_backoff(rate, backoff));
+        self
+    }
+
+    /// Tries `Signal.Setup` again at once on every modem where it failed, with the back-off
+    /// starting over (part of the exporter's reload).
+    pub fn retry_signal_setup(&self) {
+        self.setup.reset();
     }
 
     /// Starts the `Signal.Setup` watcher (idempotent; needs a Tokio runtime). Scrapes start it
@@ -168,11 +226,33 @@ impl ModemManager {
         }
     }
 
-    fn render_options(&self) -> RenderOptions {
-        RenderOptions {
-            expose_identifiers: self.flags.expose_identifiers,
-            expose_location: self.flags.expose_location,
+    /// Re-reads the config file and applies it; on error the running settings stay.
+    fn apply_reload(&self) -> anyhow::Result<()> {
+        let new = self.source.load()?;
+        let old = self.settings.load();
+        if new.bus_address != old.bus_address {
+            log::warn!(
+                "bus_address changed in the config file; the new bus is used after a restart"
+            );
         }
+        self.setup.set_rate(new.signal_rate);
+        self.settings.store(new);
+        Ok(())
+    }
+
+    /// The device ids of the modems ModemManager manages now (as `/probe?target=` selects
+    /// them), within `limit`.
+    async fn present_device_ids(&self, limit: Duration) -> anyhow::Result<Vec<String>> {
+        let list = async {
+            let conn = self.bus.connection().await?;
+            let objects = fetch::managed_objects(&conn).await?;
+            let mut notes = Vec::new();
+            anyhow::Ok(fetch::modems(&objects, &mut notes).into_iter().map(|m| m.device_id))
+        };
+        let ids = tokio::time::timeout(limit, list)
+            .await
+            .map_err(|_| anyhow::anyhow!("GetManagedObjects: no answer within {limit:?}"))??;
+        Ok(ids.collect())
     }
 
     /// Reads everything for `target` within `deadline`, recording sub-collector outcomes.
@@ -299,10 +379,55 @@ impl Exporter for ModemManager {
     }
 
     async fn probe(&self, target: &Target, out: &mut Scrape) -> anyhow::Result<()> {
+        let settings = self.settings.load();
         self.start_watcher();
         let snapshot = self.fetch(target, out).await?;
-        metrics::render(out, &snapshot, self.render_options());
+        metrics::render(out, &snapshot, settings.render);
         Ok(())
+    }
+
+    /// Re-reads `--config-file` (labels, `signal_rate`, `expose_*`) and tries every refused
+    /// `Signal.Setup` again at once. A bad file keeps the running settings.
+    async fn reload(&self) -> anyhow::Result<()> {
+        let applied = self.apply_reload();
+        // Even a failed reload is the operator's sign that polkit may have changed.
+        self.setup.reset();
+        self.start_watcher();
+        applied
+    }
+
+    /// The modems with `modem_labels` in the config file.
+    fn targets(&self) -> Vec<TargetInfo> {
+        self.settings
+            .load()
+            .modem_labels
+            .iter()
+            .map(|(id, labels)| TargetInfo {
+                name: id.clone(),
+                settings: vec![("device_id".to_owned(), id.clone())],
+                labels: labels.clone(),
+            })
+            .collect()
+    }
+
+    /// One target per modem: every modem ModemManager manages now, and every modem named in
+    /// `modem_labels` (so an unplugged one stays a target that answers `modemmanager_up 0`),
+    /// each with its labels. An unreachable bus or daemon is an error (Prometheus then keeps
+    /// the targets it had).
+    async fn sd_targets(&self) -> anyhow::Result<Vec<SdTarget>> {
+        let settings = self.settings.load();
+        let present = self.present_device_ids(Duration::from_secs(5)).await?;
+        let mut ids: Vec<String> = present;
+        ids.extend(settings.modem_labels.keys().cloned());
+        ids.sort();
+        ids.dedup();
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let labels: Labels = settings.modem_labels.get(&id).cloned().unwrap_or_default();
+                SdTarget { target: id, labels }
+            })
+            .collect())
     }
 
     async fn shutdown(&self) {

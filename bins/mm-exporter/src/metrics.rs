@@ -8,7 +8,7 @@ use exporter_core::Scrape;
 
 use crate::{
     enums::{self, name_or_code},
-    model::{Bearer, Modem, SIGNAL_KEYS, Sim, Snapshot},
+    model::{Bearer, MAX_BEARERS_PER_MODEM, Modem, SIGNAL_KEYS, Sim, Snapshot},
 };
 
 /// What the operator allowed the exporter to show.
@@ -153,6 +153,13 @@ pub fn modem(out: &mut Scrape, m: &Modem, opts: RenderOptions) {
         out.gauge("modem_unlock_retries", "Unlock attempts left per lock (Modem.UnlockRetries).")
             .sample(&[("device_id", &m.device_id), ("lock", &lock)], f64::from(*retries));
     }
+    out.gauge(
+        "modem_bearers",
+        &format!(
+            "Bearers the modem lists (len of Modem.Bearers); the newest {MAX_BEARERS_PER_MODEM} at most are exported."
+        ),
+    )
+    .sample_opt(id, m.bearers_listed.map(count));
     out.gauge(
         "modem_max_bearers",
         "Bearers the modem can hold (Modem.MaxBearers, deprecated in 1.18).",
@@ -301,10 +308,16 @@ pub fn location(out: &mut Scrape, m: &Modem, opts: RenderOptions) {
     }
 }
 
-/// One bearer, labelled by its APN and IP type (never its object path).
+/// One bearer, labelled by its object path index (`bearer`, so two bearers on one APN and IP
+/// type never collide) plus its APN and IP type.
 pub fn bearer(out: &mut Scrape, m: &Modem, b: &Bearer) {
     let ip_type = b.ip_type.map(|t| name_or_code(enums::IP_FAMILY, t)).unwrap_or_default();
-    let l: &[(&str, &str)] = &[("device_id", &m.device_id), ("apn", &b.apn), ("ip_type", &ip_type)];
+    let l: &[(&str, &str)] = &[
+        ("device_id", &m.device_id),
+        ("bearer", b.label()),
+        ("apn", &b.apn),
+        ("ip_type", &ip_type),
+    ];
     let method = |v: Option<i64>| v.map(|c| name_or_code(enums::IP_METHOD, c)).unwrap_or_default();
     let bearer_type =
         b.bearer_type.map(|c| name_or_code(enums::BEARER_TYPE, c)).unwrap_or_default();
@@ -318,7 +331,7 @@ pub fn bearer(out: &mut Scrape, m: &Modem, b: &Bearer) {
     ]);
     out.info(
         "bearer_info",
-        "Bearer settings (Bearer.Properties apn and ip-type, Interface, BearerType, Ip4Config/Ip6Config method), value 1.",
+        "Bearer settings (bearer = object path index, Bearer.Properties apn and ip-type, Interface, BearerType, Ip4Config/Ip6Config method), value 1.",
         &info,
     );
     out.gauge("bearer_connected", "Whether the bearer is connected (Bearer.Connected), 1 or 0.")

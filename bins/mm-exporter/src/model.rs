@@ -56,7 +56,10 @@ pub struct Modem {
     /// One entry per slot, `None` for an empty slot (1.16).
     pub sim_slots: Option<Vec<Option<String>>>,
     pub primary_sim_slot: Option<u32>,
+    /// The bearers to read: the paths in `Bearers`, at most [`MAX_BEARERS_PER_MODEM`].
     pub bearer_paths: Vec<String>,
+    /// How many bearers `Bearers` lists (`None` when the property is absent or malformed).
+    pub bearers_listed: Option<usize>,
     /// The `Modem.Modem3gpp` interface, when the modem has it.
     pub modem3gpp: Option<Modem3gpp>,
     /// The `Modem.Signal` interface, when the modem has it.
@@ -239,9 +242,15 @@ pub struct NetworkTimezone {
     pub dst_offset_minutes: Option<i64>,
 }
 
+/// Bearers exported per modem at most; a modem listing more gets the newest (highest object
+/// path index) ones, so a series explosion from a daemon that never deletes bearers cannot
+/// happen. Real modems hold a handful (`Modem.MaxBearers`).
+pub const MAX_BEARERS_PER_MODEM: usize = 16;
+
 /// One bearer (`/org/freedesktop/ModemManager1/Bearer/N`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Bearer {
+    /// The object path; its index N is the `bearer` label ([`Bearer::label`]).
     pub path: String,
     /// From `Properties["apn"]`; "" when the bearer was created without one.
     pub apn: String,
@@ -300,6 +309,19 @@ impl ExtendedSignal {
         self.values.iter().find(|v| v.key.property == property && v.key.key == key).map(|v| v.value)
     }
 }
+
+impl Bearer {
+    /// The `bearer` label: N of `/org/freedesktop/ModemManager1/Bearer/N`, which ModemManager
+    /// never reuses while it runs, so each bearer object (two on one APN and IP type, or a
+    /// bearer and its replacement during a reconnect) has its own series. Any other path is
+    /// used whole.
+    pub fn label(&self) -> &str {
+        self.path.strip_prefix(BEARER_PATH_PREFIX).filter(|n| !n.is_empty()).unwrap_or(&self.path)
+    }
+}
+
+/// The object path of bearer N, without N.
+pub const BEARER_PATH_PREFIX: &str = "/org/freedesktop/ModemManager1/Bearer/";
 
 impl Modem {
     /// A modem with nothing but its path and device id (for tests and decoding).

@@ -17,7 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use device_sim::modem::{FakeModem, FakeModemManager, PrivateBus, temp_dir};
+use device_sim::modem::{
+    FakeModem, FakeModemManager, PrivateBus, temp_dir,
+    tools::{DBUS_DAEMON, FAKE_MM, require},
+};
 use exporter_core::{RunningServer, ServeOptions, testing::ChildExporter};
 use mm_exporter::{Flags, INFO, ModemManager};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -82,6 +85,9 @@ async fn assert_up(server: &RunningServer, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_disappears_mid_run_and_comes_back() {
+    if !require("faults::daemon_disappears_mid_run_and_comes_back", FAKE_MM) {
+        return;
+    }
     let bus = PrivateBus::start().unwrap();
     let fake = FakeModemManager::start(bus.address()).await.unwrap();
     fake.add_modem(FakeModem::lte(MODEM)).await.unwrap();
@@ -102,6 +108,9 @@ async fn daemon_disappears_mid_run_and_comes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_replies_beyond_the_deadline() {
+    if !require("faults::slow_replies_beyond_the_deadline", FAKE_MM) {
+        return;
+    }
     let bus = PrivateBus::start().unwrap();
     let fake = FakeModemManager::start(bus.address()).await.unwrap();
     fake.add_modem(FakeModem::lte(MODEM)).await.unwrap();
@@ -141,7 +150,7 @@ impl Drop for Daemon {
 }
 
 fn start_daemon(socket: &Path) -> Daemon {
-    let child = Command::new("dbus-daemon")
+    let child = Command::new(DBUS_DAEMON.path().expect("dbus-daemon (apt-get install dbus)"))
         .args(["--session", "--nofork", "--nopidfile", "--nosyslog"])
         .arg(format!("--address=unix:path={}", socket.display()))
         .stdin(Stdio::null())
@@ -160,6 +169,9 @@ fn start_daemon(socket: &Path) -> Daemon {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_not_there_at_start() {
+    if !require("faults::bus_not_there_at_start", FAKE_MM) {
+        return;
+    }
     let dir = temp_dir("mm-faults").unwrap();
     let socket = dir.join("bus");
     let address = format!("unix:path={}", socket.display());

@@ -3,7 +3,8 @@
 //! property names, signatures and semantics the exporter assumes match the real daemon.
 //!
 //! Every wait is a bounded poll (up to 60 s) so a loaded 2-core machine only makes them
-//! slower. Without the `ModemManager` binary each test says so and returns.
+//! slower. Without `dbus-daemon`, `ModemManager` or `mmcli` each test fails under `CI=true`
+//! with the `apt-get install` line to fix it, and elsewhere prints that it skipped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,18 +19,21 @@ use device_sim::modem::{
     PrivateBus,
     at::{FakeAtModem, Scenario, lte},
     real_mm::{RealModemManager, port_names},
+    tools::{REAL_MM, require},
 };
 use exporter_core::{Exporter, Scrape, ServeOptions, testing::promtool_check_metrics};
 use mm_exporter::{Flags, INFO, ModemManager, Target};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn skip() -> bool {
-    if RealModemManager::available() {
-        return false;
-    }
-    eprintln!("ModemManager is not installed: skipping the real-daemon test (CI installs it)");
-    true
+/// False (after printing why) when the test must skip; fails the test under `CI=true`.
+fn tools_present(test: &str) -> bool {
+    require(&format!("real_mm::{test}"), REAL_MM)
+}
+
+/// The `bearer` label of a bearer object path (its index).
+fn bearer_label(path: &str) -> &str {
+    path.rsplit('/').next().unwrap()
 }
 
 async fn probe(exporter: &ModemManager) -> (bool, String) {
@@ -96,7 +100,7 @@ fn exporter(rig: &Rig, signal_rate: u32) -> ModemManager {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registered_lte_with_signal_polling() {
-    if skip() {
+    if !tools_present("registered_lte_with_signal_polling") {
         return;
     }
     let rig = rig(Scenario::RegisteredLte, "lte").await;
@@ -115,7 +119,12 @@ async fn registered_lte_with_signal_polling() {
         let state = t
             .contains(&format!("modemmanager_modem_state{{{sel},state=\"registered\"}} 1"))
             || t.contains(&format!("modemmanager_modem_state{{{sel},state=\"connected\"}} 1"));
-        ok && state && t.contains(&rsrp) && t.contains(&rsrq) && t.contains(&operator)
+        let quality = format!("modemmanager_modem_signal_quality_ratio{{{sel}}} 0.64");
+        ok && state
+            && t.contains(&rsrp)
+            && t.contains(&rsrq)
+            && t.contains(&operator)
+            && t.contains(&quality)
     })
     .await;
     assert!(text.contains(&format!("modemmanager_signal_setup_success{{{sel}}} 1")), "{text}");
@@ -162,7 +171,7 @@ async fn registered_lte_with_signal_polling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_missing_is_failed_and_the_exporter_still_serves() {
-    if skip() {
+    if !tools_present("sim_missing_is_failed_and_the_exporter_still_serves") {
         return;
     }
     let rig = rig(Scenario::SimMissing, "nosim").await;
@@ -183,7 +192,7 @@ async fn sim_missing_is_failed_and_the_exporter_still_serves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_bearer_then_replug_under_the_same_device_id() {
-    if skip() {
+    if !tools_present("connected_bearer_then_replug_under_the_same_device_id") {
         return;
     }
     let rig = rig(Scenario::RegisteredLte, "replug").await;
@@ -193,8 +202,9 @@ async fn connected_bearer_then_replug_under_the_same_device_id() {
     assert!(bearer.contains("/Bearer/"), "{bearer}");
     let exporter = exporter(&rig, 10);
     let sel = format!("device_id=\"{id}\"");
-    let connected =
-        format!("modemmanager_bearer_connected{{{sel},apn=\"internet\",ip_type=\"ipv4\"}} 1");
+    let bsel =
+        format!("{sel},bearer=\"{}\",apn=\"internet\",ip_type=\"ipv4\"", bearer_label(&bearer));
+    let connected = format!("modemmanager_bearer_connected{{{bsel}}} 1");
     let text =
         probe_until(&exporter, "a connected bearer", &rig.mm, |ok, t| ok && t.contains(&connected))
             .await;
@@ -202,7 +212,11 @@ async fn connected_bearer_then_replug_under_the_same_device_id() {
         text.contains(&format!("modemmanager_modem_state{{{sel},state=\"connected\"}} 1")),
         "{text}"
     );
-    assert!(text.contains(&format!("modemmanager_bearer_connection_attempts_total{{{sel},apn=\"internet\",ip_type=\"ipv4\"}} 1")), "{text}");
+    assert!(
+        text.contains(&format!("modemmanager_bearer_connection_attempts_total{{{bsel}}} 1")),
+        "{text}"
+    );
+    common::assert_no_duplicate_series(&text);
 
     // Replug: SetProfile again with the same id replaces Modem/N by Modem/N+1.
     within("SetProfile again", rig.mm.set_profile("fake0", "generic", &rig.ports)).await;
@@ -221,4 +235,88 @@ async fn connected_bearer_then_replug_under_the_same_device_id() {
     })
     .await;
     assert!(text.contains(&format!("modemmanager_modem_info{{{sel},")), "{text}");
+    common::assert_no_duplicate_series(&text);
+}
+
+/// Two bearers on the same APN and IP type (a connected one and a second context created with
+/// mmcli) each get their own series; after a replug (new `Modem/N`) and a new connection, only
+/// the new bearer's series remain and nothing is duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearers_on_one_apn_are_distinct_and_a_replug_drops_the_old_ones() {
+    if !tools_present("bearers_on_one_apn_are_distinct_and_a_replug_drops_the_old_ones") {
+        return;
+    }
+    let rig = rig(Scenario::RegisteredLte, "bearers").await;
+    let (old_path, id) = within("modem appears", rig.mm.wait_for_modem(LIMIT, &[])).await;
+    within("Enable", rig.mm.enable(&old_path, LIMIT)).await;
+    // Two bearers with the same settings (Simple.Connect would reuse the first one).
+    let first = within("mmcli --create-bearer", rig.mm.create_bearer(&old_path, "internet")).await;
+    let second = within("mmcli --create-bearer", rig.mm.create_bearer(&old_path, "internet")).await;
+    assert_ne!(first, second);
+    within("mmcli -b --connect", rig.mm.connect_bearer(&first)).await;
+    let listed = within("Modem.Bearers", rig.mm.bearers(&old_path)).await;
+    assert!(listed.contains(&first) && listed.contains(&second), "{listed:?}");
+
+    let exporter = exporter(&rig, 10);
+    let sel = format!("device_id=\"{id}\"");
+    let labels = |bearer: &str| {
+        format!("{sel},bearer=\"{}\",apn=\"internet\",ip_type=\"ipv4\"", bearer_label(bearer))
+    };
+    let (one, two) = (labels(&first), labels(&second));
+    let text = probe_until(&exporter, "both bearers on APN internet", &rig.mm, |ok, t| {
+        ok && t.contains(&format!("modemmanager_bearer_connected{{{one}}} 1"))
+            && t.contains(&format!("modemmanager_bearer_connected{{{two}}} 0"))
+    })
+    .await;
+    common::assert_no_duplicate_series(&text);
+    for metric in ["bearer_connection_attempts_total", "bearer_lifetime_rx_bytes_total"] {
+        assert!(text.contains(&format!("modemmanager_{metric}{{{one}}} ")), "{metric}\n{text}");
+        assert!(text.contains(&format!("modemmanager_{metric}{{{two}}} ")), "{metric}\n{text}");
+    }
+    if let Some(findings) = promtool_check_metrics(&text) {
+        assert!(findings.is_empty(), "{findings}");
+    }
+
+    // Replug, then connect the new modem object: a third bearer on the same APN.
+    within("SetProfile again", rig.mm.set_profile("fake0", "generic", &rig.ports)).await;
+    let (new_path, new_id) = within(
+        "the replugged modem",
+        rig.mm.wait_for_modem(LIMIT, std::slice::from_ref(&old_path)),
+    )
+    .await;
+    assert_ne!(new_path, old_path);
+    assert_eq!(new_id, id);
+    within("Enable the new modem", rig.mm.enable(&new_path, LIMIT)).await;
+    let third = within("Simple.Connect again", rig.mm.connect(&new_path, "internet")).await;
+    assert!(third != first && third != second, "{third}");
+    let three = labels(&third);
+    let text = probe_until(&exporter, "only the new modem's bearer", &rig.mm, |ok, t| {
+        ok && t.contains("modemmanager_modems 1")
+            && t.contains(&format!("modemmanager_bearer_connected{{{three}}} 1"))
+    })
+    .await;
+    common::assert_no_duplicate_series(&text);
+    for old in [&one, &two] {
+        assert!(!text.contains(old.as_str()), "series of an old bearer ({old}) remain:\n{text}");
+    }
+    let bearer_series =
+        text.lines().filter(|l| l.starts_with("modemmanager_bearer_connected{")).count();
+    assert_eq!(bearer_series, 1, "{text}");
+    if let Some(findings) = promtool_check_metrics(&text) {
+        assert!(findings.is_empty(), "{findings}");
+    }
+}
+
+/// Without `dbus-daemon` and `mmcli` (a `PATH` of an empty directory), a real-daemon test
+/// fails under `CI=true`, naming what to install, and outside CI passes saying it skipped.
+#[test]
+fn missing_tools_fail_under_ci_and_skip_loudly_elsewhere() {
+    let test = "sim_missing_is_failed_and_the_exporter_still_serves";
+    let (ok, out) = common::rerun_without_tools(test, "true");
+    assert!(!ok, "under CI=true a missing mmcli/dbus-daemon must fail the test:\n{out}");
+    assert!(out.contains("apt-get install") && out.contains("mmcli"), "{out}");
+    assert!(out.contains("dbus-daemon"), "{out}");
+    let (ok, out) = common::rerun_without_tools(test, "false");
+    assert!(ok, "outside CI the test skips:\n{out}");
+    assert!(out.contains("SKIPPED real_mm::"), "{out}");
 }

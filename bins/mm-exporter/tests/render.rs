@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use exporter_core::{
@@ -89,6 +91,7 @@ fn lte_modem() -> Modem {
     });
     m.stored_sms = Some(0);
     m.timezone = Some(NetworkTimezone { offset_minutes: Some(120), dst_offset_minutes: Some(60) });
+    m.bearers_listed = Some(1);
     m.bearers = vec![Bearer {
         path: "/org/freedesktop/ModemManager1/Bearer/7".into(),
         apn: "internet".into(),
@@ -240,7 +243,7 @@ fn units_are_converted_and_zero_is_kept() {
         format!("modemmanager_modem_network_timezone_offset_seconds{{{id}}} 7200"),
         format!("modemmanager_serving_cell_id{{{id}}} 8648653"),
         format!(
-            "modemmanager_bearer_downlink_speed_bytes_per_second{{{id},apn=\"internet\",ip_type=\"ipv4\"}} 18750000"
+            "modemmanager_bearer_downlink_speed_bytes_per_second{{{id},bearer=\"7\",apn=\"internet\",ip_type=\"ipv4\"}} 18750000"
         ),
         format!("modemmanager_modem_state{{{id},state=\"connected\"}} 1"),
         format!("modemmanager_modem_state{{{id},state=\"failed\"}} 0"),
@@ -314,4 +317,33 @@ fn every_signal_key_and_a_bearer_error_golden() {
     golden("all_signal_keys", &text);
     assert_eq!(text.matches("modemmanager_modem_signal_").count(), 3 * SIGNAL_KEYS.len() + 3);
     assert!(!text.contains("connection_start_time"), "start-date 0 means unknown:\n{text}");
+}
+
+#[test]
+fn two_bearers_on_one_apn_and_ip_type_golden() {
+    // A bearer and its replacement during a reconnect: same APN, same IP type.
+    let mut m = lte_modem();
+    let mut replacement = m.bearers[0].clone();
+    replacement.path = "/org/freedesktop/ModemManager1/Bearer/8".into();
+    replacement.connected = Some(false);
+    replacement.interface = Some(String::new());
+    replacement.stats =
+        BearerStats { attempts: Some(1), failed_attempts: Some(1), ..BearerStats::default() };
+    m.bearers.push(replacement);
+    m.bearers_listed = Some(2);
+    let text =
+        scrape(&Snapshot { daemon_version: None, modems: vec![m] }, RenderOptions::default());
+    common::assert_no_duplicate_series(&text);
+    golden("two_bearers", &text);
+    let l =
+        |n: u32| format!("device_id=\"{LTE_ID}\",bearer=\"{n}\",apn=\"internet\",ip_type=\"ipv4\"");
+    for line in [
+        format!("modemmanager_bearer_connected{{{}}} 1", l(7)),
+        format!("modemmanager_bearer_connected{{{}}} 0", l(8)),
+        format!("modemmanager_bearer_connection_attempts_total{{{}}} 3", l(7)),
+        format!("modemmanager_bearer_connection_attempts_total{{{}}} 1", l(8)),
+        format!("modemmanager_modem_bearers{{device_id=\"{LTE_ID}\"}} 2"),
+    ] {
+        assert!(text.lines().any(|t| t == line), "missing {line}:\n{text}");
+    }
 }

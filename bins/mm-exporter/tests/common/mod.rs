@@ -1,4 +1,8 @@
-//! Helpers shared by the integration tests: a minimal HTTP/1.1 GET over loopback.
+//! Helpers shared by the integration tests: a minimal HTTP/1.1 GET over loopback, a check
+//! that no series is duplicated, and a re-run of a test without `dbus-daemon` and `mmcli`.
+
+// Each test binary uses a different subset.
+#![allow(dead_code)]
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -33,4 +37,42 @@ fn dechunk(mut body: &str) -> String {
         body = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Panics naming every series (metric name and labels) that appears more than once in the
+/// exposition `text`: Prometheus rejects such a scrape as a whole.
+pub fn assert_no_duplicate_series(text: &str) {
+    let mut seen = std::collections::HashSet::new();
+    let dups: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.rsplit_once(' ').map_or(l, |(series, _)| series))
+        .filter(|series| !seen.insert(*series))
+        .collect();
+    assert!(dups.is_empty(), "duplicated series {dups:?} in:\n{text}");
+}
+
+/// Runs this test binary again with only the test `name`, `CI` set to `ci` and a `PATH`
+/// without `dbus-daemon` and `mmcli` (an empty directory): (success, stdout + stderr).
+pub fn rerun_without_tools(name: &str, ci: &str) -> (bool, String) {
+    let empty = device_sim::modem::temp_dir("mm-no-tools").unwrap_or_else(|_| std::env::temp_dir());
+    let exe = std::env::current_exe().unwrap_or_default();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", name, "--test-threads", "1", "--nocapture"])
+        .env("CI", ci)
+        .env("PATH", &empty)
+        .env_remove("RUST_TEST_THREADS")
+        .output();
+    let _ = std::fs::remove_dir_all(&empty);
+    match out {
+        Ok(out) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        }
+        Err(err) => (false, format!("could not run the test binary: {err}")),
+    }
 }

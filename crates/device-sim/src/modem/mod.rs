@@ -8,10 +8,13 @@
 //! - [`at`]: a fake AT-command modem on Unix sockets that the real ModemManager drives in its
 //!   test mode (`--test-session --test-enable --test-no-udev`, `Test.SetProfile`), and
 //!   [`real_mm`], which runs that daemon on a private bus.
+//! - [`tools`]: finding `dbus-daemon`, `ModemManager` and `mmcli`, and failing under `CI=true`
+//!   (skipping loudly elsewhere) when one is missing.
 
 pub mod at;
 pub mod fake_mm;
 pub mod real_mm;
+pub mod tools;
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -45,14 +48,15 @@ impl PrivateBus {
     pub fn start() -> anyhow::Result<PrivateBus> {
         let dir = temp_dir("mmbus")?;
         let socket = dir.join("bus");
-        let mut child = Command::new("dbus-daemon")
+        let program = tools::DBUS_DAEMON.path().unwrap_or_else(|| PathBuf::from("dbus-daemon"));
+        let mut child = Command::new(program)
             .args(["--session", "--nofork", "--nopidfile", "--nosyslog", "--print-address=1"])
             .arg(format!("--address=unix:path={}", socket.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .context("start dbus-daemon (is the dbus package installed?)")?;
+            .context("start dbus-daemon (apt-get install dbus)")?;
         let Some(stdout) = child.stdout.take() else {
             let _ = child.kill();
             anyhow::bail!("dbus-daemon: no stdout");

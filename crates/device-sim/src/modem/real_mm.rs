@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context as _;
 use zbus::{Connection, OwnedObjectPath, OwnedVariant};
 
-use super::{PrivateBus, fake_mm::value};
+use super::{PrivateBus, fake_mm::value, tools};
 
 const SERVICE: &str = "org.freedesktop.ModemManager1";
 const MANAGER_PATH: &str = "/org/freedesktop/ModemManager1";
@@ -27,17 +27,23 @@ pub struct RealModemManager {
     child: Child,
     conn: Connection,
     log: PathBuf,
+    /// The private bus's address, for `mmcli`.
+    address: String,
 }
 
 impl RealModemManager {
-    /// Whether the `ModemManager` binary is installed.
+    /// Whether the `ModemManager` binary is installed (in `PATH` or an sbin directory) and
+    /// runs. Tests use [`super::tools::require`] with [`super::tools::REAL_MM`] instead, which
+    /// also fails the run under `CI=true`.
     pub fn available() -> bool {
-        Command::new("ModemManager")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        tools::MODEM_MANAGER.path().is_some_and(|program| {
+            Command::new(program)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
     }
 
     /// Starts the daemon on `bus` and waits (at most `limit`) until it owns its name. Its log
@@ -45,7 +51,10 @@ impl RealModemManager {
     pub async fn start(bus: &PrivateBus, limit: Duration) -> anyhow::Result<RealModemManager> {
         let log = bus.dir().join("mm.log");
         let log_file = std::fs::File::create(&log).context("create mm.log")?;
-        let child = Command::new("ModemManager")
+        let program = tools::MODEM_MANAGER
+            .path()
+            .context("ModemManager is not installed (apt-get install modemmanager)")?;
+        let child = Command::new(program)
             .args([
                 "--test-session",
                 "--test-enable",
@@ -62,7 +71,8 @@ impl RealModemManager {
             .spawn()
             .context("start ModemManager")?;
         let conn = zbus::connection::Builder::address(bus.address()).build().await?;
-        let mut mm = RealModemManager { child, conn, log };
+        let address = bus.address().to_owned();
+        let mut mm = RealModemManager { child, conn, log, address };
         let dbus = zbus::fdo::DBusProxy::new(&mm.conn).await?;
         let start = Instant::now();
         loop {
@@ -220,6 +230,56 @@ impl RealModemManager {
             .with_context(|| format!("Simple.Connect: {}", self.log_tail(30)))?;
         let bearer: OwnedObjectPath = reply.body().deserialize()?;
         Ok(bearer.as_str().to_owned())
+    }
+
+    /// Runs `mmcli --test-session ARGS` against this daemon (at most 60 s) and returns its
+    /// standard output; a failure carries mmcli's standard error.
+    pub async fn mmcli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let program =
+            tools::MMCLI.path().context("mmcli is not installed (apt-get install modemmanager)")?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.arg("--test-session")
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .with_context(|| format!("mmcli {}: timed out", args.join(" ")))?
+            .with_context(|| format!("mmcli {}", args.join(" ")))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "mmcli {} exited with {}: {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `mmcli -m MODEM --create-bearer=apn=APN,ip-type=ipv4`: a new, unconnected bearer on the
+    /// modem at `path` (ModemManager's generic plugin refuses while a PPP bearer is
+    /// connected); returns the new bearer's path.
+    pub async fn create_bearer(&self, path: &str, apn: &str) -> anyhow::Result<String> {
+        let settings = format!("--create-bearer=apn={apn},ip-type=ipv4");
+        let out = self.mmcli(&["-m", path, &settings]).await?;
+        out.split_whitespace()
+            .find(|w| w.starts_with("/org/freedesktop/ModemManager1/Bearer/"))
+            .map(str::to_owned)
+            .with_context(|| format!("mmcli --create-bearer printed no bearer path: {out}"))
+    }
+
+    /// `mmcli -b BEARER --connect`: connects a bearer created with [`Self::create_bearer`].
+    pub async fn connect_bearer(&self, bearer: &str) -> anyhow::Result<()> {
+        self.mmcli(&["-b", bearer, "--connect"]).await.map(drop)
+    }
+
+    /// The bearer paths the modem at `path` lists (`Modem.Bearers`).
+    pub async fn bearers(&self, path: &str) -> anyhow::Result<Vec<String>> {
+        let v = self.property(path, "org.freedesktop.ModemManager1.Modem", "Bearers").await?;
+        let paths = Vec::<OwnedObjectPath>::try_from(v).context("Bearers is not ao")?;
+        Ok(paths.iter().map(|p| p.as_str().to_owned()).collect())
     }
 
     /// The last `lines` lines of the daemon's log, for error messages.
