@@ -261,10 +261,10 @@ fn simulator_values(prom: &Prometheus) -> anyhow::Result<String> {
         // Every gateway and every modem is its own target through /sd.
         ("count(ttn_up{job=\"ttn-probe\"} == 1)".to_owned(), TTN_GATEWAYS as f64),
         ("count(modemmanager_up{job=\"modemmanager-probe\"} == 1)".to_owned(), 1.0),
-        ("modemmanager_modems".to_owned(), 1.0),
+        ("modemmanager_modems{job=\"modemmanager\"}".to_owned(), 1.0),
         // The fake modem's State property is 8, MM_MODEM_STATE_REGISTERED.
-        ("modemmanager_modem_state_code".to_owned(), 8.0),
-        ("modemmanager_modem_state{state=\"registered\"}".to_owned(), 1.0),
+        ("modemmanager_modem_state_code{job=\"modemmanager\"}".to_owned(), 8.0),
+        ("modemmanager_modem_state{job=\"modemmanager\",state=\"registered\"}".to_owned(), 1.0),
     ];
     // The RSRP was set just before Prometheus started; allow a few scrapes.
     eventually(Duration::from_secs(20), || {
