@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: every exporter (release build, as packaged) against device-sim at 0 ms
-//! and 50 ms device latency, with 1, 4 and 64 concurrent scrapers (issue 9).
+//! and 50 ms device latency, with 1, 4 and 64 concurrent scrapers (issues 9 and 15).
 //!
 //! Per exporter it measures idle resident memory, memory after the sequential scrapes, CPU
 //! seconds per 1000 sequential scrapes (user + system time of the exporter process from
@@ -22,6 +22,15 @@
 //! Scrapes are sent as Prometheus sends them (keep-alive, `Accept-Encoding: gzip`,
 //! `X-Prometheus-Scrape-Timeout-Seconds: 10`); every 500th sequential scrape asks for plain
 //! text and must say `<ns>_up 1`. Every load loop is bounded in count; every wait in time.
+//!
+//! Besides the goals it measures how the cost grows with the size of the fleet
+//! ([`scale`], the Scale section) and draws the charts linked from the page ([`plot`], into
+//! `docs/images/`). `--cpu-profile LABEL` instead records where the CPU of a scrape goes, with
+//! callgrind on the `profiling` build ([`profile`]).
+
+mod plot;
+mod profile;
+mod scale;
 
 use std::{
     fmt::Write as _,
@@ -41,7 +50,8 @@ use crate::{
 };
 
 /// measure every exporter against device-sim (memory, CPU per 1000 scrapes, latency and the
-/// exporter's own share, device requests, sizes) and write docs/performance.md
+/// exporter's own share, device requests, sizes, cost against fleet size) and write
+/// docs/performance.md and its charts in docs/images/
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "bench")]
 pub struct Bench {
@@ -66,6 +76,20 @@ pub struct Bench {
     /// `profiling` is release with symbols, for perf)
     #[argh(option, default = "String::from(\"release\")")]
     profile: String,
+    /// instead of the benchmark, record callgrind profiles of each exporter (the `profiling`
+    /// build) and write their top functions into the section LABEL of docs/performance.md
+    /// (e.g. before, after)
+    #[argh(option)]
+    cpu_profile: Option<String>,
+    /// scrapes recorded per exporter with --cpu-profile (default 300)
+    #[argh(option, default = "300")]
+    profile_scrapes: u64,
+    /// skip the scale measurements (fleet sizes)
+    #[argh(switch)]
+    no_scale: bool,
+    /// only the scale measurements (leave the goals section alone)
+    #[argh(switch)]
+    scale_only: bool,
 }
 
 /// One benchmarked configuration.
@@ -77,42 +101,60 @@ struct Case {
     goal: Goal,
 }
 
-/// The issue's goals for one exporter, and the earlier exporter's CPU figure.
+/// The issue's goals for one exporter (issue 15; binary size from issue 9). `None`: no goal
+/// for this configuration.
 #[derive(Debug, Clone, Copy)]
 struct Goal {
+    /// CPU seconds per 1000 sequential scrapes at 0 ms device latency.
+    cpu: Option<f64>,
+    /// The exporter's own share of a scrape's latency, p99, at 0 and 50 ms device latency.
+    own0_ms: f64,
+    own50_ms: f64,
     idle_rss_mib: f64,
-    /// CPU seconds per 1000 sequential scrapes of the earlier exporter for this device.
-    earlier_cpu: f64,
-    cpu: f64,
+    /// Peak resident memory through every load, 64 concurrent scrapers the largest.
+    peak_rss_mib: f64,
+    /// Device requests of a warm sequential scrape (the most any one made at 0 ms).
+    device: Option<u64>,
     binary_mib: f64,
 }
 
-const OWN_P99_GOAL_MS: f64 = 2.0;
-
 fn cases() -> Vec<Case> {
-    let plain = |kind, label, earlier_cpu, cpu, rss, bin| Case {
-        label,
-        kind,
-        opts: RigOptions::default(),
-        goal: Goal { idle_rss_mib: rss, earlier_cpu, cpu, binary_mib: bin },
+    let goal = |cpu, own0_ms, rss, peak, device, bin| Goal {
+        cpu: Some(cpu),
+        own0_ms,
+        own50_ms: 2.0,
+        idle_rss_mib: rss,
+        peak_rss_mib: peak,
+        device: Some(device),
+        binary_mib: bin,
     };
-    let ttn = |label, args: &[&str]| Case {
+    let plain = |kind, label, goal| Case { label, kind, opts: RigOptions::default(), goal };
+    let ttn = |label, args: &[&str], goal| Case {
         label,
         kind: Kind::Ttn,
         opts: RigOptions {
             ttn_gateways: 10,
             exporter_args: args.iter().map(|a| (*a).to_owned()).collect(),
         },
-        goal: Goal { idle_rss_mib: 6.0, earlier_cpu: 1.2, cpu: 0.25, binary_mib: 6.0 },
+        goal,
     };
+    let ttn_goal = goal(0.25, 1.0, 6.0, 8.0, 0, 6.0);
     vec![
-        plain(Kind::Linkhub, "linkhub", 1.0, 0.2, 6.0, 6.0),
-        plain(Kind::Mm, "mm (1 modem)", 2.3, 0.45, 6.0, 6.0),
-        ttn("ttn (10 gateways)", &[]),
-        ttn("ttn (10 gateways, --stats-ttl 1ms)", &["--stats-ttl", "1ms"]),
-        plain(Kind::Smarthub, "smarthub", 8.1, 1.6, 8.0, 8.0),
+        plain(Kind::Linkhub, "linkhub", goal(0.20, 1.0, 6.0, 8.0, 5, 6.0)),
+        plain(Kind::Mm, "mm (1 modem)", goal(0.45, 1.0, 6.0, 8.0, 2, 6.0)),
+        ttn("ttn (10 gateways)", &[], ttn_goal),
+        // Every scrape refreshes the statistics: one batch call, no CPU goal (informative).
+        ttn(
+            "ttn (10 gateways, --stats-ttl 1ms)",
+            &["--stats-ttl", "1ms"],
+            Goal { cpu: None, device: Some(1), ..ttn_goal },
+        ),
+        plain(Kind::Smarthub, "smarthub", goal(1.0, 2.0, 8.0, 10.0, 3, 8.0)),
     ]
 }
+
+/// The latency percentiles recorded for the charts.
+const PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
 
 /// One load: `concurrency` scrapers, `per_scraper` scrapes each, at `latency_ms`.
 #[derive(Debug, Clone, Default)]
@@ -130,9 +172,15 @@ struct Load {
     cpu_p50_ms: Option<f64>,
     cpu_p99_ms: Option<f64>,
     device_per_scrape: f64,
-    /// Most device requests one sequential scrape caused.
+    /// Most device requests one sequential scrape caused, and the median.
     device_max: Option<u64>,
+    device_p50: Option<f64>,
+    /// Latency and own share at [`PERCENTILES`] (sequential loads only).
+    latency_pcts: Vec<f64>,
+    own_pcts: Vec<f64>,
     cpu_per_1000: f64,
+    /// The kernel's share of the exporter's CPU time (system / (user + system)).
+    system_share: f64,
     seconds: f64,
 }
 
@@ -160,6 +208,15 @@ impl Bench {
             .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.kind)))
             .collect();
         anyhow::ensure!(!cases.is_empty(), "--only selects no exporter");
+        if let Some(label) = &self.cpu_profile {
+            return profile::run(
+                self.only.as_deref(),
+                label,
+                self.profile_scrapes,
+                self.no_build,
+                !self.no_write,
+            );
+        }
         let bin_dir = if self.no_build {
             load::profile_dir(&self.profile)
         } else {
@@ -167,6 +224,9 @@ impl Bench {
         };
         if !self.no_pin {
             pin_to_one_cpu()?;
+        }
+        if self.scale_only {
+            return scale::run(&bin_dir, only.as_deref(), &self.command_line(), !self.no_write);
         }
         let started = Instant::now();
         let mut outcomes = Vec::new();
@@ -179,15 +239,37 @@ impl Bench {
         let report = render(&outcomes, self.scrapes, started.elapsed(), !self.no_pin);
         println!("{report}");
         if !self.no_write {
-            write_docs(&report, &self)?;
+            latency_chart(&outcomes)?;
+            load::write_generated("docs/performance.md", "bench", &self.command_line(), &report)?;
         }
         let missed: Vec<String> = outcomes.iter().flat_map(|(case, o)| misses(case, o)).collect();
+        if !self.no_scale {
+            scale::run(&bin_dir, only.as_deref(), &self.command_line(), !self.no_write)?;
+        }
         if missed.is_empty() {
             eprintln!("bench: every goal met");
         } else {
             eprintln!("bench: goals missed:\n  {}", missed.join("\n  "));
         }
         Ok(())
+    }
+
+    /// The command that reproduces this run, for the generated sections.
+    fn command_line(&self) -> String {
+        let mut command = "cargo xtask bench".to_owned();
+        if self.scrapes != 10_000 {
+            let _ = write!(command, " --scrapes {}", self.scrapes);
+        }
+        if self.no_pin {
+            command.push_str(" --no-pin");
+        }
+        if self.profile != "release" {
+            let _ = write!(command, " --profile {}", self.profile);
+        }
+        if let Some(only) = &self.only {
+            let _ = write!(command, " --only {only}");
+        }
+        command
     }
 }
 
@@ -252,6 +334,7 @@ fn run_load(
     per_scraper: u64,
 ) -> anyhow::Result<Load> {
     let cpu0 = load::oncpu_ns(rig.pid)?;
+    let (user0, sys0) = load::user_system_seconds(rig.pid)?;
     let dev0 = rig.device.count()?;
     let started = Instant::now();
     let mut load = Load { latency_ms, concurrency, ..Load::default() };
@@ -263,6 +346,7 @@ fn run_load(
         let mut prev = dev0;
         let mut prev_ns = load::oncpu_ns(rig.pid)?;
         let mut device_max = 0;
+        let mut device_each = Vec::new();
         let up = format!("\n{}_up 1\n", rig.kind.namespace());
         for i in 0..per_scraper {
             let plain = i % 500 == 499;
@@ -282,12 +366,16 @@ fn run_load(
             let delta: DeviceCount = now - prev;
             prev = now;
             device_max = device_max.max(delta.requests);
+            device_each.push(delta.requests as f64);
             latencies.push(ms);
             own.push((ms - delta.busy_us as f64 / 1000.0).max(0.0));
         }
         own.sort_by(f64::total_cmp);
         load.own_p50_ms = Some(percentile(&own, 50.0));
         load.own_p99_ms = Some(percentile(&own, 99.0));
+        load.own_pcts = PERCENTILES.iter().map(|p| percentile(&own, *p)).collect();
+        device_each.sort_by(f64::total_cmp);
+        load.device_p50 = Some(percentile(&device_each, 50.0));
         cpu.sort_by(f64::total_cmp);
         load.cpu_p50_ms = Some(percentile(&cpu, 50.0));
         load.cpu_p99_ms = Some(percentile(&cpu, 99.0));
@@ -327,10 +415,16 @@ fn run_load(
     load.seconds = started.elapsed().as_secs_f64();
     let dev1 = rig.device.count()?;
     let cpu1 = load::oncpu_ns(rig.pid)?;
+    let (user1, sys1) = load::user_system_seconds(rig.pid)?;
+    let (user, sys) = (user1 - user0, sys1 - sys0);
+    load.system_share = if user + sys > 0.0 { sys / (user + sys) } else { 0.0 };
     latencies.sort_by(f64::total_cmp);
     load.scrapes = latencies.len() as u64;
     load.p50_ms = percentile(&latencies, 50.0);
     load.p99_ms = percentile(&latencies, 99.0);
+    if concurrency == 1 {
+        load.latency_pcts = PERCENTILES.iter().map(|p| percentile(&latencies, *p)).collect();
+    }
     let n = load.scrapes.max(1) as f64;
     load.device_per_scrape = (dev1 - dev0).requests as f64 / n;
     load.cpu_per_1000 = cpu1.saturating_sub(cpu0) as f64 / 1e9 / n * 1000.0;
@@ -397,51 +491,83 @@ fn image_size(binary: &str) -> Option<u64> {
     fs::metadata(found.last()?).ok().map(|m| m.len())
 }
 
-fn misses(case: &Case, o: &Outcome) -> Vec<String> {
-    let mut out = Vec::new();
+fn ok(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
+}
+
+/// The figures of one case against its goals: (what, value, goal, met).
+fn checks(case: &Case, o: &Outcome) -> Vec<(&'static str, String, String, bool)> {
     let g = case.goal;
-    let idle = o.idle_rss_kib as f64 / 1024.0;
-    if idle > g.idle_rss_mib {
-        out.push(format!("{}: idle RSS {idle:.1} MiB > {} MiB", case.label, g.idle_rss_mib));
+    let mut out = Vec::new();
+    let seq0 = o.loads.iter().find(|l| l.latency_ms == 0 && l.concurrency == 1);
+    let seq50 = o.loads.iter().find(|l| l.latency_ms == 50 && l.concurrency == 1);
+    if let (Some(goal), Some(l)) = (g.cpu, seq0) {
+        let v = l.cpu_per_1000;
+        out.push(("CPU s / 1000 scrapes", format!("{v:.3}"), format!("{goal}"), v <= goal));
     }
-    if let Some(seq) = o.loads.iter().find(|l| l.latency_ms == 0 && l.concurrency == 1)
-        && seq.cpu_per_1000 > g.cpu
+    for (what, l, goal) in
+        [("own share p99, 0 ms", seq0, g.own0_ms), ("own share p99, 50 ms", seq50, g.own50_ms)]
     {
-        out.push(format!(
-            "{}: {:.3} CPU s per 1000 scrapes > {}",
-            case.label, seq.cpu_per_1000, g.cpu
-        ));
-    }
-    for l in o.loads.iter().filter(|l| l.concurrency == 1) {
-        if let Some(own) = l.own_p99_ms
-            && own > OWN_P99_GOAL_MS
-        {
-            out.push(format!(
-                "{}: own share p99 {own:.2} ms > {OWN_P99_GOAL_MS} ms at {} ms",
-                case.label, l.latency_ms
-            ));
+        if let Some(v) = l.and_then(|l| l.own_p99_ms) {
+            out.push((what, format!("{v:.2} ms"), format!("{goal} ms"), v <= goal));
         }
     }
-    let round = o.loads.iter().filter_map(|l| l.device_max).max().unwrap_or(0);
-    if o.burst_requests > round.max(1) {
-        out.push(format!(
-            "{}: 64 simultaneous scrapes caused {} device requests (one round is {round})",
-            case.label, o.burst_requests
+    let idle = o.idle_rss_kib as f64 / 1024.0;
+    out.push((
+        "idle RSS",
+        format!("{idle:.1} MiB"),
+        format!("{} MiB", g.idle_rss_mib),
+        idle <= g.idle_rss_mib,
+    ));
+    let peak = o.hwm_kib as f64 / 1024.0;
+    out.push((
+        "peak RSS",
+        format!("{peak:.1} MiB"),
+        format!("{} MiB", g.peak_rss_mib),
+        peak <= g.peak_rss_mib,
+    ));
+    if let (Some(goal), Some(max)) = (g.device, seq0.and_then(|l| l.device_max)) {
+        out.push((
+            "device requests per warm scrape",
+            format!("{max}"),
+            format!("{goal}"),
+            max <= goal,
         ));
     }
+    let round = o.loads.iter().filter_map(|l| l.device_max).max().unwrap_or(0);
+    out.push((
+        "device requests of 64 simultaneous scrapes",
+        format!("{}", o.burst_requests),
+        format!("{}", round.max(1)),
+        o.burst_requests <= round.max(1),
+    ));
     let failed: u64 = o.loads.iter().map(|l| l.failed).sum();
-    if failed > 0 {
-        out.push(format!("{}: {failed} scrapes failed", case.label));
-    }
+    out.push(("failed scrapes", format!("{failed}"), "0".to_owned(), failed == 0));
     let bin = o.binary_bytes as f64 / 1048576.0;
-    if bin > g.binary_mib {
-        out.push(format!("{}: binary {bin:.2} MiB > {} MiB", case.label, g.binary_mib));
-    }
+    out.push((
+        "binary",
+        format!("{bin:.2} MiB"),
+        format!("{} MiB", g.binary_mib),
+        bin <= g.binary_mib,
+    ));
     out
 }
 
-fn ok(met: bool) -> &'static str {
-    if met { "yes" } else { "**no**" }
+fn misses(case: &Case, o: &Outcome) -> Vec<String> {
+    checks(case, o)
+        .into_iter()
+        .filter(|c| !c.3)
+        .map(|(what, v, goal, _)| format!("{}: {what} {v} > {goal}", case.label))
+        .collect()
+}
+
+/// A table cell: the figure and its goal, bold with `>` when missed.
+fn cell(checks: &[(&'static str, String, String, bool)], what: &str) -> String {
+    match checks.iter().find(|c| c.0 == what) {
+        Some((_, v, goal, true)) => format!("{v} ≤ {goal}"),
+        Some((_, v, goal, false)) => format!("**{v}** > {goal}"),
+        None => "-".to_owned(),
+    }
 }
 
 /// The Markdown tables (printed, and written into docs/performance.md).
@@ -449,63 +575,65 @@ fn render(outcomes: &[(Case, Outcome)], scrapes: u64, took: Duration, pinned: bo
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Measured {} on {} ({}), {} s in all.\n",
+        "Measured {} on {} ({}), {} s in all; 1-minute load average at the end {} (other work on the machine inflates the CPU and latency figures).\n",
         today(),
         machine(pinned),
         kernel(),
-        took.as_secs()
+        took.as_secs(),
+        loadavg()
     );
     let _ = writeln!(s, "### Goals\n");
     let _ = writeln!(
         s,
-        "| exporter | idle RSS | goal | CPU s / 1000 scrapes | earlier exporter | goal | own share p99 (0 / 50 ms) | CPU per scrape p99 (0 / 50 ms) | goal | binary | goal | all met |"
+        "Each cell is the figure and its goal (issue 15), in bold with `>` where it is missed.\n\
+         CPU is per 1000 sequential scrapes at 0 ms device latency; the own share is the p99 of \
+         the scrape latency minus the device's busy time; peak RSS is the most resident memory \
+         through every load, 64 concurrent scrapers the largest; device requests are the most one \
+         warm sequential scrape made at 0 ms.\n"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        s,
+        "| exporter | CPU s / 1000 scrapes | own share p99, 0 ms | own share p99, 50 ms | idle RSS | peak RSS, 64 scrapers | device requests per warm scrape | binary | all met |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for (case, o) in outcomes {
-        let g = case.goal;
-        let seq0 = o.loads.iter().find(|l| l.latency_ms == 0 && l.concurrency == 1);
-        let seq50 = o.loads.iter().find(|l| l.latency_ms == 50 && l.concurrency == 1);
-        let own = |l: Option<&Load>| {
-            l.and_then(|l| l.own_p99_ms).map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
-        };
-        let cpu = |l: Option<&Load>| {
-            l.and_then(|l| l.cpu_p99_ms).map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
-        };
+        let c = checks(case, o);
         let _ = writeln!(
             s,
-            "| {} | {} | {} MiB | {:.3} | {} | {} | {} / {} ms | {} / {} ms | {OWN_P99_GOAL_MS} ms | {:.2} MiB | {} MiB | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             case.label,
-            mib(o.idle_rss_kib),
-            g.idle_rss_mib,
-            seq0.map_or(0.0, |l| l.cpu_per_1000),
-            g.earlier_cpu,
-            g.cpu,
-            own(seq0),
-            own(seq50),
-            cpu(seq0),
-            cpu(seq50),
-            o.binary_bytes as f64 / 1048576.0,
-            g.binary_mib,
-            ok(misses(case, o).is_empty()),
+            cell(&c, "CPU s / 1000 scrapes"),
+            cell(&c, "own share p99, 0 ms"),
+            cell(&c, "own share p99, 50 ms"),
+            cell(&c, "idle RSS"),
+            cell(&c, "peak RSS"),
+            cell(&c, "device requests per warm scrape"),
+            cell(&c, "binary"),
+            ok(c.iter().all(|c| c.3)),
         );
     }
+    let _ = writeln!(
+        s,
+        "\n![Scrape latency and own share, percentiles per exporter](images/bench-latency.svg)"
+    );
     let _ = writeln!(s, "\n### Memory and device requests\n");
     let _ = writeln!(
         s,
-        "| exporter | idle RSS | RSS after {scrapes} scrapes | peak RSS (all loads) | threads | device requests per sequential scrape (most in one) | 64 simultaneous scrapes at 50 ms: device requests | image (amd64 archive) |"
+        "| exporter | idle RSS | RSS after {scrapes} scrapes | peak RSS (all loads) | threads | device requests per sequential scrape: mean / median (most in one) | 64 simultaneous scrapes at 50 ms: device requests | image (amd64 archive) |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for (case, o) in outcomes {
         let seq0 = o.loads.iter().find(|l| l.latency_ms == 0 && l.concurrency == 1);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.3} ({}) | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.3} / {} ({}) | {} | {} |",
             case.label,
             mib(o.idle_rss_kib),
             mib(o.rss_after_kib),
             mib(o.hwm_kib),
             o.threads,
             seq0.map_or(0.0, |l| l.device_per_scrape),
+            seq0.and_then(|l| l.device_p50).unwrap_or(0.0),
             seq0.and_then(|l| l.device_max).unwrap_or(0),
             o.burst_requests,
             o.image_bytes.map_or_else(
@@ -517,23 +645,24 @@ fn render(outcomes: &[(Case, Outcome)], scrapes: u64, took: Duration, pinned: bo
     let _ = writeln!(s, "\n### Latency under load\n");
     let _ = writeln!(
         s,
-        "Latency is what the scraper saw. The own share is that minus the time the simulated \
+        "Latency is what the scraper saw.\nThe own share is that minus the time the simulated \
          device was busy answering the scrape's requests; it still holds the loopback round \
-         trips and the wake-ups of both processes around every device request. CPU per scrape \
-         is the exporter's on-CPU time from `/proc/<pid>/task/*/schedstat`. Both only for \
-         sequential loads.\n"
+         trips and the wake-ups of both processes around every device request.\nCPU per scrape \
+         is the exporter's on-CPU time from `/proc/<pid>/task/*/schedstat`, both only for \
+         sequential loads; the kernel's share is the system time's part of the CPU time \
+         (`/proc/<pid>/stat`).\n"
     );
     let _ = writeln!(
         s,
-        "| exporter | device latency | scrapers | scrapes | p50 | p99 | own p50 | own p99 | CPU per scrape p50 / p99 | device requests / scrape | CPU s / 1000 scrapes | failed |"
+        "| exporter | device latency | scrapers | scrapes | p50 | p99 | own p50 | own p99 | CPU per scrape p50 / p99 | device requests / scrape | CPU s / 1000 scrapes | kernel's share of CPU | failed |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (case, o) in outcomes {
         for l in &o.loads {
             let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2} ms"));
             let _ = writeln!(
                 s,
-                "| {} | {} ms | {} | {} | {:.2} ms | {:.2} ms | {} | {} | {} | {:.3} | {:.3} | {} |",
+                "| {} | {} ms | {} | {} | {:.2} ms | {:.2} ms | {} | {} | {} | {:.3} | {:.3} | {:.0} % | {} |",
                 case.label,
                 l.latency_ms,
                 l.concurrency,
@@ -548,6 +677,7 @@ fn render(outcomes: &[(Case, Outcome)], scrapes: u64, took: Duration, pinned: bo
                 },
                 l.device_per_scrape,
                 l.cpu_per_1000,
+                l.system_share * 100.0,
                 l.failed
             );
         }
@@ -555,7 +685,43 @@ fn render(outcomes: &[(Case, Outcome)], scrapes: u64, took: Duration, pinned: bo
     s
 }
 
-fn today() -> String {
+/// `docs/images/bench-latency.svg`: latency and own-share percentiles of the sequential loads.
+fn latency_chart(outcomes: &[(Case, Outcome)]) -> anyhow::Result<()> {
+    let x = plot::XAxis {
+        label: "percentile".to_owned(),
+        log: false,
+        names: PERCENTILES.iter().enumerate().map(|(i, p)| (i as f64, format!("p{p}"))).collect(),
+    };
+    let panel = |title: &str, latency_ms: u64, own: bool| plot::Panel {
+        title: title.to_owned(),
+        y_label: "milliseconds (log)".to_owned(),
+        log_y: true,
+        series: outcomes
+            .iter()
+            .filter_map(|(case, o)| {
+                let l =
+                    o.loads.iter().find(|l| l.latency_ms == latency_ms && l.concurrency == 1)?;
+                let values = if own { &l.own_pcts } else { &l.latency_pcts };
+                Some(plot::Series {
+                    name: case.label.to_owned(),
+                    points: values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect(),
+                })
+            })
+            .collect(),
+    };
+    plot::chart(
+        &crate::sh::root().join("docs/images/bench-latency.svg"),
+        "Sequential scrapes: latency percentiles per exporter",
+        &x,
+        &[
+            panel("scrape latency, device 0 ms", 0, false),
+            panel("own share, device 0 ms", 0, true),
+            panel("own share, device 50 ms", 50, true),
+        ],
+    )
+}
+
+pub(crate) fn today() -> String {
     std::process::Command::new("date")
         .args(["-u", "+%F"])
         .output()
@@ -565,7 +731,7 @@ fn today() -> String {
         .unwrap_or_else(|| "today".to_owned())
 }
 
-fn machine(pinned: bool) -> String {
+pub(crate) fn machine(pinned: bool) -> String {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
     let model = cpuinfo
@@ -576,26 +742,16 @@ fn machine(pinned: bool) -> String {
     format!("{cpus} cores of {model}{pin}")
 }
 
-fn kernel() -> String {
+/// The 1-minute load average of the machine (other work on it inflates the figures).
+pub(crate) fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+pub(crate) fn kernel() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|k| format!("Linux {}", k.trim()))
         .unwrap_or_else(|_| "Linux".to_owned())
-}
-
-/// Replaces the generated part of docs/performance.md with `report`.
-fn write_docs(report: &str, bench: &Bench) -> anyhow::Result<()> {
-    let mut command = "cargo xtask bench".to_owned();
-    if bench.scrapes != 10_000 {
-        let _ = write!(command, " --scrapes {}", bench.scrapes);
-    }
-    if bench.no_pin {
-        command.push_str(" --no-pin");
-    }
-    if bench.profile != "release" {
-        let _ = write!(command, " --profile {}", bench.profile);
-    }
-    if let Some(only) = &bench.only {
-        let _ = write!(command, " --only {only}");
-    }
-    load::write_generated("docs/performance.md", "bench", &command, report)
 }

@@ -160,7 +160,8 @@ pub struct Device {
 }
 
 impl Device {
-    fn new(servers: Vec<DeviceCtl>) -> anyhow::Result<Device> {
+    /// One keep-alive control connection to each of `servers`.
+    pub fn new(servers: Vec<DeviceCtl>) -> anyhow::Result<Device> {
         let servers = servers
             .into_iter()
             .map(|ctl| {
@@ -251,6 +252,18 @@ impl Rig {
         kind: Kind,
         opts: &RigOptions,
     ) -> anyhow::Result<Rig> {
+        Rig::start_under(group, bin_dir, kind, opts, &[])
+    }
+
+    /// [`Rig::start`] with the exporter run under `wrapper` (a program and its flags, e.g.
+    /// `valgrind --tool=callgrind`; empty: the exporter itself).
+    pub fn start_under(
+        group: &mut Group,
+        bin_dir: &Path,
+        kind: Kind,
+        opts: &RigOptions,
+        wrapper: &[String],
+    ) -> anyhow::Result<Rig> {
         let sim = bin_dir.join("device-sim");
         let name = kind.short();
         let http_sim = |group: &mut Group, args: &[&str]| -> anyhow::Result<String> {
@@ -310,10 +323,19 @@ impl Rig {
         };
         let mut args = args;
         args.extend(opts.exporter_args.iter().cloned());
-        let program = bin_dir.join(kind.binary());
+        let mut program = bin_dir.join(kind.binary());
+        if let Some((wrapper, flags)) = wrapper.split_first() {
+            let mut wrapped = flags.to_vec();
+            wrapped.push(stack::path_arg(&program));
+            wrapped.extend(args);
+            args = wrapped;
+            program = PathBuf::from(wrapper);
+        }
         let names = (kind.binary(), kind.namespace(), kind.short());
-        let (index, exporter) = stack::start_exporter_from(group, &program, names, &args, (Vec::new(), 0))?;
-        group.wait_http_ok(index, &format!("{}/-/healthy", exporter.url), secs(20))?;
+        let (index, exporter) =
+            stack::start_exporter_from(group, &program, names, &args, (Vec::new(), 0))?;
+        let healthy = if wrapper.is_empty() { secs(20) } else { secs(120) };
+        group.wait_http_ok(index, &format!("{}/-/healthy", exporter.url), healthy)?;
         let pid = group.proc(index)?.pid();
         Ok(Rig {
             kind,
@@ -428,6 +450,17 @@ pub fn oncpu_ns(pid: u32) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// User and system CPU seconds of `pid` so far (`/proc/<pid>/stat`, in clock ticks).
+pub fn user_system_seconds(pid: u32) -> anyhow::Result<(f64, f64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let hz = clock_ticks()? as f64;
+    Ok((ticks(11) as f64 / hz, ticks(12) as f64 / hz))
+}
+
 /// `getconf CLK_TCK` (100 on Linux), read once.
 fn clock_ticks() -> anyhow::Result<u64> {
     static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -465,8 +498,8 @@ pub struct Scraper {
     buf: Vec<u8>,
 }
 
-/// Largest answer read.
-const MAX_ANSWER: usize = 16 << 20;
+/// Largest answer read (a TTN account of 10,000 gateways is about 20 MB of text).
+const MAX_ANSWER: usize = 64 << 20;
 /// What Prometheus 2.x sends as `Accept` on a scrape.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
