@@ -42,7 +42,16 @@ pub const TARGETS: &[(&str, &[(&str, &str)])] = &[
     ("mm_decode", &[]),
     ("web_config", &[("crates/exporter-core/tests/fixtures/web-config", ".yml")]),
     ("http_request", &[]),
-    ("capture_file", &[("crates/exporter-core/tests/fixtures/captures", "")]),
+    (
+        "capture_file",
+        &[
+            ("crates/exporter-core/tests/fixtures/captures", ""),
+            ("bins/linkhub-exporter/tests/captures", ".yml"),
+            ("bins/smarthub-exporter/tests/captures", ".yml"),
+            ("bins/ttn-exporter/tests/captures", ".yml"),
+            ("bins/mm-exporter/tests/captures", ".yml"),
+        ],
+    ),
 ];
 
 /// Seeds of `http_request` (no fixture holds request lines): target, timeout, accept-encoding.

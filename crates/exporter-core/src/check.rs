@@ -195,6 +195,11 @@ async fn select<E: Exporter>(
     let mut raws = named;
     match exporter.sd_targets().await {
         Ok(sd) => raws.extend(sd.into_iter().map(|t| t.target)),
+        // Without a list, the default and named targets are still worth checking: they
+        // will show why the list could not be read (the device or API is down).
+        Err(err) if !out.is_empty() || !raws.is_empty() => {
+            log::warn!(err = format!("{err:#}").as_str(); "cannot list the discovered targets; checking the configured ones");
+        }
         Err(err) => anyhow::bail!("cannot list the targets: {err:#}"),
     }
     for raw in raws {
@@ -262,7 +267,10 @@ fn hint(class: &str) -> &'static str {
             "no answer in time: the device is off, not reachable from this machine, or slow \
              (--scrape-timeout raises the limit)"
         }
-        "login" => "the device refused the login: check the user and the password or key file",
+        "login" => {
+            "the device or API refused the login or the key's rights: check the user, the \
+             password or key file, and the rights the key was given"
+        }
         _ => "see the error below",
     }
 }

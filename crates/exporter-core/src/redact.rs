@@ -101,6 +101,7 @@ impl Redactor {
     /// Pass 1: collects the sensitive values of `text` (under sensitive keys, or by shape).
     pub fn discover(&mut self, text: &str) {
         for (key, start, end, bare) in key_values(text) {
+            let (start, end) = unescaped_span(text, start, end);
             let Some(value) = text.get(start..end) else { continue };
             match effective_kind(&key, value, bare) {
                 Some(Identifier::Secret) | None => {}
@@ -127,6 +128,7 @@ impl Redactor {
             }
         }
         for (key, start, end, bare) in key_values(text) {
+            let (start, end) = unescaped_span(text, start, end);
             let Some(value) = text.get(start..end) else { continue };
             match effective_kind(&key, value, bare) {
                 None => {}
@@ -242,6 +244,26 @@ impl Redactor {
             Identifier::Id => format!("gateway-{n}"),
         }
     }
+}
+
+/// The part of a value span before its first escape sequence (`"8c:dc:…:b5\\n"` from
+/// firmware that ends values with a newline), so a placeholder never swallows half an
+/// escape and the text stays valid JSON.
+fn unescaped_span(text: &str, start: usize, end: usize) -> (usize, usize) {
+    match text.get(start..end).and_then(|v| v.find('\\')) {
+        Some(i) => (start, start + i),
+        None => (start, end),
+    }
+}
+
+/// Values that mean "no value" (`N/A`, `NULL`, `-`…): not identifiers, and replacing them
+/// would make a replay show a reading the live scrape left out.
+fn is_no_value(value: &str) -> bool {
+    let v = value.trim().trim_matches(['\'', '"']).to_ascii_lowercase();
+    matches!(
+        v.as_str(),
+        "" | "n/a" | "na" | "null" | "none" | "nil" | "unknown" | "-" | "--" | "undefined"
+    )
 }
 
 /// Secret placeholders are numbered by the secret's position in the list of forms (stable
@@ -406,6 +428,9 @@ fn classify_key(key: &str, value: &str) -> Option<Identifier> {
     {
         return Some(Identifier::Secret);
     }
+    if is_no_value(value) {
+        return None;
+    }
     if ends(&["imei", "imsi", "iccid", "eid", "msisdn", "meid", "esn"]) {
         return Some(if numeric { Identifier::Number } else { Identifier::Serial });
     }
@@ -437,9 +462,24 @@ fn classify_key(key: &str, value: &str) -> Option<Identifier> {
             .then_some(Identifier::Position);
     }
     if ends(&["name", "hostname", "username", "user", "alias", "owner", "description"]) {
+        // An error or enum name (`api_key_expired`, `not_connected`) is vocabulary, not a
+        // person's or a device's name; replays need it to behave as the original.
+        if k == "name" && is_snake_identifier(value) {
+            return None;
+        }
         return Some(Identifier::Name);
     }
     None
+}
+
+/// `lower_case_words_with_underscores` (at least one underscore).
+fn is_snake_identifier(value: &str) -> bool {
+    value.contains('_')
+        && !value.starts_with('_')
+        && !value.ends_with('_')
+        && !value.contains("__")
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 /// `(key, value start, value end, bare)` for every `key: value`, `key = value`, `"key": "value"`,
@@ -788,6 +828,31 @@ mod tests {
         assert!(out[1].contains("serialNumber: 'XX00XX01'"), "{}", out[1]);
         assert!(out[2].contains("gateway_id=\"gateway-1\""), "{}", out[2]);
         assert!(out[2].contains("latitude=\"10.0001\""), "{}", out[2]);
+    }
+
+    #[test]
+    fn escapes_and_no_values_stay_intact() {
+        let mut r = Redactor::default();
+        let text = r#"{"MacAddress":"8c:dc:d4:31:ba:b5\n","NetworkName":"N/A","ssid":"NULL","name":"Bob"}"#;
+        r.discover(text);
+        let out = r.apply(text);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(!out.contains("8c:dc:d4:31:ba:b5"), "{out}");
+        assert!(v["MacAddress"].as_str().unwrap().ends_with('\n'), "{out}");
+        assert_eq!(v["NetworkName"], "N/A", "{out}");
+        assert_eq!(v["ssid"], "NULL", "{out}");
+        assert_ne!(v["name"], "Bob", "{out}");
+    }
+
+    #[test]
+    fn error_names_stay_and_device_names_go() {
+        assert!(is_snake_identifier("api_key_expired"));
+        assert!(!is_snake_identifier("Johns-iPhone"));
+        assert!(!is_snake_identifier("laptop"));
+        assert!(!is_snake_identifier("_x"));
+        assert_eq!(classify_key("name", "not_connected"), None);
+        assert_eq!(classify_key("name", "Living room disc"), Some(Identifier::Name));
+        assert_eq!(classify_key("hostname", "my_laptop"), Some(Identifier::Name));
     }
 
     #[test]
