@@ -6,8 +6,10 @@
 //!   decides which address that is); a probe of any other address has no password, never
 //!   sends `Login` and reads only what needs none. Redirects are never followed (the core's
 //!   client), so a router cannot forward the login elsewhere.
-//! - One request in flight per device: every call goes through a [`Conn`], which holds the
-//!   target's [`Device`] lock for the whole probe.
+//! - One probe per device at a time: every call goes through a [`Conn`], which holds the
+//!   target's [`Device`] lock for the whole probe. Within a probe, the calls after the login
+//!   ([`Conn::fetch_all`]) go out at most `--device-concurrency` at once; the login itself,
+//!   and the retry of what needed it, are settled one call at a time first.
 //! - Any rejected login starts `--login-backoff` for that router (by address), whatever the
 //!   firmware says about attempts left, and no further `Login` is sent before it ends; a
 //!   password the router rejected is not tried again while the device has
@@ -16,8 +18,9 @@
 //!   The login bookkeeping of a router with a password is never evicted, and with
 //!   `--state-directory` the backoff survives a restart ([`BACKOFF_FILE`], no secrets).
 //! - Another administrator's session (`010102`) is never forced out (no `ForceLogin`).
-//! - The only state kept between scrapes is the login session and its bookkeeping; device
-//!   readings are fetched fresh on every scrape.
+//! - The only state kept between scrapes is the login session and its bookkeeping, and the
+//!   static facts of [`crate::statics`] (with their TTL); device readings are fetched fresh
+//!   on every scrape.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -28,14 +31,15 @@ use std::{
 };
 
 use anyhow::Context as _;
-use exporter_core::Secret;
+use exporter_core::{Secret, Timed, capture};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard, Semaphore};
 
 use crate::{
     api::{ErrorCode, LoginResult, LoginState},
     crypto,
+    statics::Statics,
     target::{Address, Target},
 };
 
@@ -102,6 +106,9 @@ pub struct Options {
     pub login_backoff: Duration,
     /// `--state-directory`: where the backoff survives a restart.
     pub state_directory: Option<PathBuf>,
+    /// `--device-concurrency`: device calls of one probe in flight at once after the login
+    /// (0 counts as 1).
+    pub concurrency: usize,
 }
 
 /// A failure that says the target as a whole is not a usable LinkHub (or not reachable).
@@ -283,6 +290,8 @@ pub struct Device {
     /// A keyed hash (in memory only) of the password the router rejected, so that a new
     /// password (after a reload) may be tried while the same one is not.
     rejected: Option<u64>,
+    /// The static facts read from this router, with their TTL ([`crate::statics`]).
+    statics: Statics,
 }
 
 #[derive(Debug, Clone)]
@@ -304,6 +313,7 @@ impl Device {
             failures: [0; 4],
             model: None,
             rejected: None,
+            statics: Statics::default(),
         }
     }
 
@@ -468,7 +478,16 @@ impl Client {
                 })
                 .await
         };
-        Conn { client: self, target, access, dev: device.lock_owned().await, login_error: None }
+        Conn {
+            client: self,
+            target,
+            access,
+            dev: device.lock_owned().await,
+            login_error: None,
+            session_lost: false,
+            logins: Vec::new(),
+            quirks: Vec::new(),
+        }
     }
 
     /// Logs out of every router with a session (at shutdown), each bounded by `timeout`.
@@ -487,7 +506,16 @@ impl Client {
                 password: None,
                 configured: true,
             };
-            let mut conn = Conn { client: self, target: &target, access, dev, login_error: None };
+            let mut conn = Conn {
+                client: self,
+                target: &target,
+                access,
+                dev,
+                login_error: None,
+                session_lost: false,
+                logins: Vec::new(),
+                quirks: Vec::new(),
+            };
             if tokio::time::timeout(timeout, conn.logout()).await.is_err() {
                 log::warn!(target: "linkhub", target = target.to_string().as_str(); "Logout timed out");
             }
@@ -504,6 +532,13 @@ pub struct Conn<'a> {
     /// Set when a login failed during this probe, so later calls fail the same way
     /// without asking the device again.
     login_error: Option<String>,
+    /// Set when the session held before this probe was refused (the router restarted, or
+    /// the token expired): the static facts are read again.
+    session_lost: bool,
+    /// What `check` and the debug trace say about the login (never a secret).
+    pub logins: Vec<String>,
+    /// What this router does differently (for `check` and the debug trace).
+    pub quirks: Vec<String>,
 }
 
 /// One JSON-RPC answer.
@@ -521,6 +556,22 @@ impl Conn<'_> {
     /// Whether a password is configured for this address.
     pub fn can_login(&self) -> bool {
         self.access.password.is_some()
+    }
+
+    /// The static facts cached for this router (any age).
+    pub fn statics(&self) -> &Statics {
+        &self.dev.statics
+    }
+
+    /// The static facts cached for this router, to update.
+    pub fn statics_mut(&mut self) -> &mut Statics {
+        &mut self.dev.statics
+    }
+
+    /// Whether this probe found the session of an earlier probe refused (a router restart
+    /// logs everybody out).
+    pub fn session_lost(&self) -> bool {
+        self.session_lost
     }
 
     /// Remembers the model name (from `GetSystemInfo`) for the login variant.
@@ -557,21 +608,35 @@ impl Conn<'_> {
             Reply::Error(_) => {}
         }
         if had_session {
-            // The token expired or was revoked (device reboot, idle timeout).
-            self.dev.session = None;
-            self.dev.status = LoginStatus::LoggedOut;
+            self.lose_session();
         }
         if !self.can_login() {
             return Ok(Fetched::NeedsLogin);
         }
+        self.logins.push(format!("{method} needed a login"));
         self.login().await?;
-        match self.request(method, &params).await? {
+        let reply = self.request(method, &params).await?;
+        self.after_login(reply)
+    }
+
+    /// The token of an earlier probe expired or was revoked (device reboot, idle timeout).
+    fn lose_session(&mut self) {
+        self.dev.session = None;
+        self.dev.status = LoginStatus::LoggedOut;
+        self.session_lost = true;
+    }
+
+    /// The answer to a call retried right after a fresh login.
+    fn after_login(&mut self, reply: Reply) -> anyhow::Result<Fetched<Value>> {
+        match reply {
             Reply::Result(v) => Ok(Fetched::Data(v)),
             Reply::Error(e) if e.code.needs_login() => {
-                // A token the device does not take: as good as a rejected login.
-                self.dev.session = None;
-                self.dev.fail(FailureReason::Error);
-                self.start_backoff(LoginStatus::LoggedOut);
+                if self.dev.session.is_some() {
+                    // A token the device does not take: as good as a rejected login.
+                    self.dev.session = None;
+                    self.dev.fail(FailureReason::Error);
+                    self.start_backoff(LoginStatus::LoggedOut);
+                }
                 Err(anyhow::Error::new(e).context(format!(
                     "authentication failure right after a fresh login; next attempt in {}s",
                     self.client.options.login_backoff.as_secs()
@@ -579,6 +644,108 @@ impl Conn<'_> {
             }
             Reply::Error(e) => Err(e.into()),
         }
+    }
+
+    /// Calls every `(collector, method)` of `calls` (empty params), at most
+    /// `--device-concurrency` at once, each bounded by `deadline`; the results come back in
+    /// the order of `calls`, like [`Conn::get`]'s.
+    ///
+    /// The login stays one call at a time: the calls that were refused for want of a token
+    /// wait until all calls of the round are answered, then one login (as in [`Conn::get`],
+    /// with its backoff) and their retry, again concurrently.
+    pub async fn fetch_all(
+        &mut self,
+        calls: &[(&'static str, &'static str)],
+        deadline: std::time::Instant,
+    ) -> Vec<Timed<Fetched<Value>>> {
+        let had_session = self.dev.session.is_some();
+        let first = self.round(calls.iter().map(|(_, m)| *m), deadline).await;
+        let mut results: Vec<Timed<Fetched<Value>>> = Vec::with_capacity(calls.len());
+        let mut refused = Vec::new();
+        for (i, ((name, method), (elapsed, reply))) in calls.iter().zip(first).enumerate() {
+            let result = match reply {
+                Ok(Reply::Result(v)) => Ok(Fetched::Data(v)),
+                Ok(Reply::Error(e)) if e.code.needs_login() => {
+                    refused.push(i);
+                    Ok(Fetched::NeedsLogin)
+                }
+                Ok(Reply::Error(e)) => Err(anyhow::Error::new(e).context(*method)),
+                Err(e) => Err(e.context(*method)),
+            };
+            results.push(Timed { name, elapsed, result });
+        }
+        if refused.is_empty() {
+            return results;
+        }
+        if had_session {
+            self.lose_session();
+        }
+        if !self.can_login() {
+            return results;
+        }
+        let needed: Vec<&str> = refused.iter().filter_map(|i| calls.get(*i).map(|c| c.1)).collect();
+        self.logins.push(format!("{} needed a login", needed.join(", ")));
+        let started = std::time::Instant::now();
+        let login = match tokio::time::timeout_at(deadline.into(), self.login()).await {
+            Ok(login) => login,
+            Err(_) => Err(anyhow::anyhow!(
+                "scrape deadline exceeded after {:.3}s",
+                started.elapsed().as_secs_f64()
+            )),
+        };
+        let login_time = started.elapsed();
+        if let Err(err) = login {
+            let text = format!("{err:#}");
+            for i in refused {
+                if let Some(t) = results.get_mut(i) {
+                    let method = calls.get(i).map(|c| c.1).unwrap_or_default();
+                    t.elapsed += login_time;
+                    t.result = Err(anyhow::anyhow!("{text}").context(method));
+                }
+            }
+            return results;
+        }
+        let methods: Vec<&'static str> =
+            refused.iter().filter_map(|i| calls.get(*i).map(|c| c.1)).collect();
+        let second = self.round(methods.iter().copied(), deadline).await;
+        for ((i, method), (elapsed, reply)) in refused.into_iter().zip(methods).zip(second) {
+            let result = reply.and_then(|r| self.after_login(r)).context(method);
+            if let Some(t) = results.get_mut(i) {
+                t.elapsed += login_time + elapsed;
+                t.result = result;
+            }
+        }
+        results
+    }
+
+    /// One round of calls, at most `--device-concurrency` in flight; each answer with the
+    /// time it took (the wait for a free slot included).
+    async fn round(
+        &self,
+        methods: impl Iterator<Item = &'static str>,
+        deadline: std::time::Instant,
+    ) -> Vec<(Duration, anyhow::Result<Reply>)> {
+        let slots = Semaphore::new(self.client.options.concurrency.max(1));
+        let empty = json!({});
+        let calls = methods.map(|method| {
+            let (slots, empty) = (&slots, &empty);
+            async move {
+                let start = std::time::Instant::now();
+                let call = async {
+                    let _slot = slots.acquire().await.context("the call slots are closed")?;
+                    self.request(method, empty).await
+                };
+                let result = match tokio::time::timeout_at(deadline.into(), call).await {
+                    Ok(result) => result,
+                    Err(_) => Err(anyhow::anyhow!(
+                        "scrape deadline exceeded after {:.3}s",
+                        start.elapsed().as_secs_f64()
+                    )),
+                };
+                (start.elapsed(), result)
+            }
+        });
+        join_all(calls.collect()).await
     }
 
     /// Logs in as the spec describes, unless backoff, lockout or another session forbid it.
@@ -597,10 +764,16 @@ impl Conn<'_> {
         let Some(password) = self.access.password.clone() else {
             anyhow::bail!("login required and no password configured");
         };
+        capture::secret(&password);
         let now = Instant::now();
         if let Some(at) = self.dev.next_login_at
             && now < at
         {
+            self.logins.push(format!(
+                "login skipped: backoff ({}) for {}s more (--login-backoff)",
+                self.dev.status.label(),
+                at.duration_since(now).as_secs().max(1)
+            ));
             anyhow::bail!(
                 "login suspended after a rejected login ({}); next attempt in {}s",
                 self.dev.status.label(),
@@ -613,6 +786,7 @@ impl Conn<'_> {
         };
         match state.state.code() {
             Some(2) => {
+                self.logins.push("locked until the router restarts (GetLoginState.State 2)".into());
                 self.refused(LoginStatus::Locked, FailureReason::Locked);
                 anyhow::bail!(
                     "the device has locked its login (GetLoginState.State 2, too many wrong \
@@ -620,6 +794,7 @@ impl Conn<'_> {
                 );
             }
             Some(1) => {
+                self.logins.push("another user is logged in (GetLoginState.State 1)".into());
                 self.refused(LoginStatus::OtherSession, FailureReason::OtherSession);
                 anyhow::bail!(
                     "another administrator is logged in (GetLoginState.State 1); \
@@ -643,12 +818,16 @@ impl Conn<'_> {
         }
         let model = self.dev.model.clone().unwrap_or_default();
         let md5_class = ["mw12", "mw70", "mw43", "mw45"].iter().any(|m| model.contains(m));
-        let password = if md5_class {
-            crypto::md5_hex(password.expose().as_bytes())
-        } else {
-            password.expose().to_owned()
-        };
+        let md5 = crypto::md5_hex(password.expose().as_bytes());
+        // Every form the password may take on the wire, for the capture's redactor.
+        for form in [password.expose(), md5.as_str()] {
+            capture::secret_str(form);
+            capture::secret_str(&crypto::obfuscate(form));
+        }
+        let password = if md5_class { md5 } else { password.expose().to_owned() };
         let username = &self.access.username;
+        capture::secret_str(&crypto::obfuscate(username));
+        let pw_encrypt = state.pw_encrypt.code();
         let (user, pass) = if state.pw_encrypt.code() == Some(1) {
             (crypto::obfuscate(username), crypto::obfuscate(&password))
         } else {
@@ -674,6 +853,19 @@ impl Conn<'_> {
             Reply::Result(v) => v,
             Reply::Error(e) => {
                 self.dev.rejected = Some(fingerprint);
+                let line = match e.code.0.as_str() {
+                    "010101" => match remaining {
+                        Some(n) => format!(
+                            "login refused: wrong password (010101), {} attempts left",
+                            (n - 1).max(0)
+                        ),
+                        None => "login refused: wrong password (010101)".to_owned(),
+                    },
+                    "010102" => "another user is logged in (010102)".to_owned(),
+                    "010103" => "locked until the router restarts (010103)".to_owned(),
+                    code => format!("login refused ({code})"),
+                };
+                self.logins.push(line);
                 return Err(self.rejected(e));
             }
         };
@@ -688,13 +880,25 @@ impl Conn<'_> {
             );
         };
         let obfuscated = crypto::obfuscate(token);
+        // The token itself is hidden by the redactor's `token` key rule, which keeps a bare
+        // number a number (as a registered secret it would become a string there and the
+        // capture would not be JSON any more); its header form is registered.
+        capture::secret_str(&obfuscated);
         let header = match (result.param0.get(), result.param1.get()) {
             (Some(key), Some(iv)) => {
+                self.quirks.push("uses the AES token variant".to_owned());
+                capture::secret_str(key);
+                capture::secret_str(iv);
                 crypto::aes_cbc_base64(key.as_bytes(), iv.as_bytes(), obfuscated.as_bytes())
                     .context("Login: cannot build the AES token header")?
             }
             _ => obfuscated,
         };
+        capture::secret_str(&header);
+        self.logins.push(match pw_encrypt {
+            Some(n) => format!("PwEncrypt={n}; login succeeded"),
+            None => "login succeeded (no PwEncrypt in GetLoginState)".to_owned(),
+        });
         if self.dev.status != LoginStatus::LoggedIn && self.dev.status != LoginStatus::LoggedOut {
             log::info!(target: "linkhub", target = self.target.to_string().as_str(); "logged in again");
         }
@@ -796,39 +1000,124 @@ impl Conn<'_> {
 
     /// One HTTP request: the JSON-RPC envelope, the headers, the body limit and the
     /// classification of what came back.
-    async fn request(&mut self, method: &str, params: &Value) -> anyhow::Result<Reply> {
+    ///
+    /// Under `capture`, every exchange is recorded (the redactor hides the key and token
+    /// headers and the login fields).
+    async fn request(&self, method: &str, params: &Value) -> anyhow::Result<Reply> {
         let body =
             json!({"jsonrpc": "2.0", "method": method, "params": params, "id": method_id(method)});
+        let body = body.to_string();
         let http = if self.access.configured { &self.client.http } else { &self.client.adhoc_http };
+        let endpoint = self.target.endpoint();
+        let referer = self.target.referer();
         let mut req = http
-            .post(self.target.endpoint())
+            .post(endpoint.as_str())
             .header("_TclRequestVerificationKey", &self.access.verification_key)
-            .header(reqwest::header::REFERER, self.target.referer())
+            .header(reqwest::header::REFERER, referer.as_str())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
-        if let Some(session) = &self.dev.session {
-            req = req.header("_TclRequestVerificationToken", &session.header);
+            .body(body.clone());
+        let token = self.dev.session.as_ref().map(|s| s.header.clone());
+        if let Some(token) = &token {
+            req = req.header("_TclRequestVerificationToken", token.as_str());
         }
-        let resp = req.send().await.map_err(|e| DeviceError::Unreachable(error_chain(&e)))?;
+        let exchange = |status: Option<u16>,
+                        response_headers: Vec<(String, String)>,
+                        response_body: Option<String>,
+                        error: Option<String>| {
+            let mut request_headers = vec![(
+                "_TclRequestVerificationKey".to_owned(),
+                self.access.verification_key.clone(),
+            )];
+            if let Some(token) = &token {
+                request_headers.push(("_TclRequestVerificationToken".to_owned(), token.clone()));
+            }
+            request_headers.push(("referer".to_owned(), referer.to_string()));
+            capture::CapturedHttp {
+                method: "POST".to_owned(),
+                url: endpoint.to_string(),
+                request_headers,
+                request_body: Some(body.clone()),
+                status,
+                response_headers,
+                response_body,
+                error,
+            }
+        };
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                let text = error_chain(&e);
+                capture::record_http(|| exchange(None, Vec::new(), None, Some(text.clone())));
+                return Err(DeviceError::Unreachable(text).into());
+            }
+        };
         let status = resp.status().as_u16();
+        let headers = capture::active().then(|| capture::header_pairs(resp.headers()));
+        // Two ways to fail here: the connection broke mid-body (a reqwest error inside), or
+        // the body passed the limit.
+        let bytes = match exporter_core::client::read_body_limited(resp, BODY_LIMIT).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let text = format!("{e:#}");
+                capture::record_http(|| {
+                    exchange(
+                        Some(status),
+                        headers.clone().unwrap_or_default(),
+                        None,
+                        Some(text.clone()),
+                    )
+                });
+                return Err(if e.chain().any(|c| c.is::<reqwest::Error>()) {
+                    DeviceError::Unreachable(text)
+                } else {
+                    DeviceError::TooLarge(text)
+                }
+                .into());
+            }
+        };
+        capture::record_http(|| {
+            exchange(
+                Some(status),
+                headers.unwrap_or_default(),
+                Some(String::from_utf8_lossy(&bytes).into_owned()),
+                None,
+            )
+        });
         if status == 404 || status == 405 {
             return Err(DeviceError::NotLinkhub(status).into());
         }
         if !(200..300).contains(&status) {
             return Err(DeviceError::Status(status).into());
         }
-        // Two ways to fail here: the connection broke mid-body (a reqwest error inside), or
-        // the body passed the limit.
-        let bytes =
-            exporter_core::client::read_body_limited(resp, BODY_LIMIT).await.map_err(|e| {
-                if e.chain().any(|c| c.is::<reqwest::Error>()) {
-                    DeviceError::Unreachable(format!("{e:#}"))
-                } else {
-                    DeviceError::TooLarge(format!("{e:#}"))
-                }
-            })?;
         parse_reply(&bytes).map_err(Into::into)
     }
+}
+
+/// Polls every future of `futures` in the calling task (so the capture recorder, which is
+/// task-local, sees them) until all are ready; the outputs in the order of `futures`.
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Decodes a result object of `method` into `T` (after [`Conn::fetch_all`]).
+pub fn decode_result<T: DeserializeOwned>(method: &str, value: Value) -> anyhow::Result<T> {
+    decode_value(method, value)
 }
 
 /// Decodes one response body of `method` into `T` the way a probe does: device-level

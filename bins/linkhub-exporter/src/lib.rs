@@ -1,11 +1,13 @@
 //! linkhub-exporter: a Prometheus exporter for Alcatel/TCL LinkHub 4G routers (HH40, HH41,
 //! HH441, HH70/71/72) and the MiFis that speak the same JSON-RPC API (MW40, LinkZone).
 //!
-//! [`Linkhub`] implements [`exporter_core::Exporter`]: each probe locks the target (one
-//! request in flight), then runs one collector per method group in turn, each bounded by
-//! the scrape deadline: `system_info`, `system_status`, `network`, `connection`, `usage`,
-//! `sim`, `battery`. Fetching lives in [`client`], serde types in [`api`], rendering in
-//! [`metrics`].
+//! [`Linkhub`] implements [`exporter_core::Exporter`]: each probe locks the target (one probe
+//! per router at a time), reads `GetSystemInfo` first when it is not cached (it tells
+//! whether a LinkHub answers, and settles the login where it needs one), then the other
+//! collectors' methods at most `--device-concurrency` at once, each bounded by the scrape
+//! deadline: `system_status`, `network`, `connection`, `usage`, `sim`, `sms`, `clients`,
+//! `battery`. Static facts are cached per router ([`statics`]). Fetching lives in
+//! [`client`], serde types in [`api`], rendering in [`metrics`].
 
 pub mod api;
 pub mod client;
@@ -13,9 +15,10 @@ pub mod config;
 pub mod crypto;
 pub mod legacy;
 pub mod metrics;
+pub mod statics;
 mod target;
 
-use std::{fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
+use std::{collections::HashMap, fmt, path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use exporter_core::{
     Exporter, ExporterInfo, ProbeAllow, Scrape, SdTarget, ServeOptions, TargetError, TargetInfo,
@@ -31,7 +34,11 @@ use crate::{
     },
     client::{Access, Client, Conn, Fetched},
     config::{FlagTarget, Settings},
+    statics::{Cached, DEFAULT_STATIC_TTL},
 };
+
+/// The default of `--device-concurrency`.
+pub const DEFAULT_DEVICE_CONCURRENCY: usize = 2;
 
 /// What the core needs to know about this binary.
 pub const INFO: ExporterInfo = ExporterInfo {
@@ -89,6 +96,59 @@ pub struct Flags {
     /// secrets)
     #[argh(option)]
     pub probe_allow: Vec<String>,
+
+    /// device calls of one scrape in flight at once after the login, 1-8 (default 2; 1 makes
+    /// strictly one call at a time, for fragile firmware); one scrape per router at a time
+    /// either way
+    #[argh(option, default = "DEFAULT_DEVICE_CONCURRENCY")]
+    pub device_concurrency: usize,
+
+    /// how long the static facts are cached per router (GetSystemInfo: model, firmware and
+    /// hardware versions, IMEI, ICCID; a ready SIM; no battery; the SMS store while the
+    /// status bar's SmsState stays the same), e.g. 10m (the default), 1h or 30s (0s: every
+    /// scrape); read again at once when the router restarted
+    #[argh(option, default = "StaticTtl(DEFAULT_STATIC_TTL)")]
+    pub static_ttl: StaticTtl,
+}
+
+/// The `--static-ttl` duration: `10m`, `1h`, `30s` or `0s` (a unit is needed; up to 24 h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticTtl(pub Duration);
+
+impl FromStr for StaticTtl {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<StaticTtl> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 =
+            num.parse().map_err(|_| anyhow::anyhow!("invalid duration {s:?} (e.g. 10m)"))?;
+        let secs = match unit {
+            "s" => Some(n),
+            "m" => n.checked_mul(60),
+            "h" => n.checked_mul(3600),
+            "" => anyhow::bail!("duration {s:?} needs a unit (s, m or h)"),
+            other => anyhow::bail!("invalid duration unit {other:?} in {s:?} (use s, m or h)"),
+        };
+        match secs {
+            Some(secs) if secs <= 24 * 3600 => Ok(StaticTtl(Duration::from_secs(secs))),
+            _ => anyhow::bail!("duration {s:?} must be at most 24h"),
+        }
+    }
+}
+
+impl fmt::Display for StaticTtl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        if s > 0 && s.is_multiple_of(3600) {
+            write!(f, "{}h", s / 3600)
+        } else if s > 0 && s.is_multiple_of(60) {
+            write!(f, "{}m", s / 60)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
 }
 
 /// The `--login-backoff` duration: an integer with an optional unit `s`, `m` or `h`
@@ -172,6 +232,7 @@ pub struct Linkhub {
     allow: Arc<ProbeAllow>,
     logout_after_scrape: bool,
     connected_devices_max: usize,
+    static_ttl: Duration,
 }
 
 impl Linkhub {
@@ -204,6 +265,11 @@ impl Linkhub {
             flags.connected_devices_max > 0,
             "--connected-devices-max must be at least 1"
         );
+        anyhow::ensure!(
+            (1..=8).contains(&flags.device_concurrency),
+            "--device-concurrency must be between 1 and 8, got {}",
+            flags.device_concurrency
+        );
         let flag_target = FlagTarget {
             address: flags.target.address().clone(),
             address_given: setup.target_given,
@@ -223,6 +289,7 @@ impl Linkhub {
         let options = client::Options {
             login_backoff: flags.login_backoff.0,
             state_directory: setup.state_directory,
+            concurrency: flags.device_concurrency,
         };
         Ok(Linkhub {
             client: Client::new(http, adhoc_http, options),
@@ -232,6 +299,7 @@ impl Linkhub {
             allow,
             logout_after_scrape: flags.logout_after_scrape,
             connected_devices_max: flags.connected_devices_max,
+            static_ttl: flags.static_ttl.0,
         })
     }
 
@@ -290,6 +358,22 @@ impl Exporter for Linkhub {
             conn.logout().await;
         }
         login_metrics(out, &conn);
+        if !conn.can_login() {
+            out.login("no password configured: only token-free methods read");
+        }
+        for line in std::mem::take(&mut conn.logins) {
+            out.login(line);
+        }
+        for line in std::mem::take(&mut conn.quirks) {
+            out.quirk(line);
+        }
+        if let Err(err) = &result
+            && err.chain().any(|e| {
+                e.downcast_ref::<client::DeviceError>() == Some(&client::DeviceError::Encrypted)
+            })
+        {
+            out.quirk("encrypted firmware (Salted__ answers): unsupported");
+        }
         result
     }
 
@@ -319,7 +403,10 @@ impl Exporter for Linkhub {
 }
 
 impl Linkhub {
-    /// The collectors, one device call at a time.
+    /// The collectors: `GetSystemInfo` first unless cached, then the rest concurrently
+    /// ([`Conn::fetch_all`]), then what the answers showed is due (static facts after a
+    /// restart, the SMS store when the status bar's `SmsState` changed); rendered in a fixed
+    /// order.
     async fn collect(
         &self,
         conn: &mut Conn<'_>,
@@ -327,52 +414,190 @@ impl Linkhub {
         expose: bool,
     ) -> anyhow::Result<()> {
         let d = out.deadline();
+        let ttl = self.static_ttl;
 
-        // GetSystemInfo first: it tells whether a LinkHub answers at all.
-        let info = timed("system_info", d, conn.get::<SystemInfo>("GetSystemInfo")).await;
-        let info = match info.result {
-            Err(err) if client::is_device_error(&err) => return Err(err),
-            result => Timed { result, ..info },
-        };
-        if let Some(it) = settle(out, info, "GetSystemInfo") {
-            conn.set_model(it.device_name.get());
-            metrics::system_info(out, &it, expose);
+        // GetSystemInfo first when it is due: it tells whether a LinkHub answers at all, and
+        // settles the login on firmware that protects it, before anything runs concurrently.
+        let mut info_read = None;
+        if conn.statics().info(ttl).is_none() {
+            let t = timed("system_info", d, conn.get::<SystemInfo>("GetSystemInfo")).await;
+            if let Err(err) = &t.result
+                && client::is_device_error(err)
+            {
+                return Err(t.result.err().unwrap_or_else(|| anyhow::anyhow!("GetSystemInfo")));
+            }
+            info_read = Some(t);
         }
 
-        let status = timed("system_status", d, conn.get::<SystemStatus>("GetSystemStatus")).await;
-        let status = settle(out, status, "GetSystemStatus");
-        if let Some(it) = &status {
-            metrics::system_status(out, it);
+        let mut calls = vec![
+            ("system_status", "GetSystemStatus"),
+            ("network", "GetNetworkInfo"),
+            ("connection", "GetConnectionState"),
+            ("usage", "GetUsageRecord"),
+        ];
+        if conn.statics().sim(ttl).is_none() {
+            calls.push(("sim", "GetSimStatus"));
+        }
+        calls.push(("clients", "GetConnectedDeviceList"));
+        let mut read: HashMap<&'static str, Timed<Fetched<serde_json::Value>>> =
+            calls.iter().map(|(name, _)| *name).zip(conn.fetch_all(&calls, d).await).collect();
+        if let Some(err) = read.values_mut().find_map(|t| match &mut t.result {
+            Err(err) if client::is_device_error(err) => {
+                Some(std::mem::replace(err, anyhow::anyhow!("")))
+            }
+            _ => None,
+        }) {
+            return Err(err);
         }
 
-        let net = timed("network", d, conn.get::<NetworkInfo>("GetNetworkInfo")).await;
-        if let Some(it) = settle(out, net, "GetNetworkInfo") {
+        let status =
+            read.remove("system_status").map(|t| decoded::<SystemStatus>(t, "GetSystemStatus"));
+        let status_value = status.as_ref().and_then(|t| match &t.result {
+            Ok(Fetched::Data(s)) => Some(s.clone()),
+            _ => None,
+        });
+        let uptime = status_value.as_ref().and_then(|s| s.device_uptime.count());
+        let restarted = conn.statics_mut().restarted(uptime) || conn.session_lost();
+        if restarted {
+            out.note(
+                "static facts: the router restarted (uptime went down or the session was \
+                 refused); reading them again",
+            );
+            let uptime = conn.statics().uptime;
+            conn.statics_mut().forget();
+            conn.statics_mut().uptime = uptime;
+        }
+        let no_service = status_value.as_ref().and_then(|s| s.network_type.code()) == Some(0);
+        if no_service && conn.statics().sim.is_some() {
+            out.note("sim: no service, reading the SIM state again");
+            conn.statics_mut().sim = None;
+        }
+        let sms_state = status_value.as_ref().and_then(|s| s.sms_state.code());
+
+        // What the answers showed is due.
+        let mut late = Vec::new();
+        if info_read.is_none() && conn.statics().info(ttl).is_none() {
+            late.push(("system_info", "GetSystemInfo"));
+        }
+        if !read.contains_key("sim") && conn.statics().sim(ttl).is_none() {
+            late.push(("sim", "GetSimStatus"));
+        }
+        if conn.statics().sms(ttl, sms_state).is_none() {
+            late.push(("sms", "GetSMSStorageState"));
+        }
+        // A MiFi's status bar has the battery; GetBatteryState only where it does not, until
+        // the router is known to have none.
+        let status_battery = status_value.as_ref().and_then(Battery::from_status);
+        if status_battery.as_ref().is_none_or(|b| b.percent.is_none())
+            && !conn.statics().no_battery(ttl)
+        {
+            late.push(("battery", "GetBatteryState"));
+        }
+        if !late.is_empty() {
+            let results = conn.fetch_all(&late, d).await;
+            for ((name, _), t) in late.iter().zip(results) {
+                read.insert(name, t);
+            }
+        }
+        let info_read =
+            info_read.or_else(|| read.remove("system_info").map(|t| decoded(t, "GetSystemInfo")));
+
+        // system_info
+        match info_read {
+            Some(t) => {
+                if let Some(it) = settle(out, t, "GetSystemInfo") {
+                    conn.set_model(it.device_name.get());
+                    conn.statics_mut().info = Some(Cached::now(it));
+                }
+            }
+            None => {
+                if let Some(c) = conn.statics().info.as_ref() {
+                    out.note(format!(
+                        "system_info: cached GetSystemInfo, read {:.0}s ago (--static-ttl {})",
+                        c.age_seconds(),
+                        StaticTtl(ttl)
+                    ));
+                }
+            }
+        }
+        if let Some(c) = conn.statics().info.clone() {
+            facts(out, &c.value);
+            metrics::system_info(out, &c.value, expose);
+            metrics::static_age(out, c.age_seconds());
+        }
+
+        if let Some(t) = status
+            && let Some(it) = settle(out, t, "GetSystemStatus")
+        {
+            metrics::system_status(out, &it);
+        }
+        if let Some(it) = read.remove("network").and_then(|t| {
+            settle(out, decoded::<NetworkInfo>(t, "GetNetworkInfo"), "GetNetworkInfo")
+        }) {
             metrics::network(out, &it);
         }
-
-        let cs = timed("connection", d, conn.get::<ConnectionState>("GetConnectionState")).await;
-        if let Some(it) = settle(out, cs, "GetConnectionState") {
+        if let Some(it) = read.remove("connection").and_then(|t| {
+            settle(out, decoded::<ConnectionState>(t, "GetConnectionState"), "GetConnectionState")
+        }) {
             metrics::connection(out, &it, expose);
         }
-
-        let usage = timed("usage", d, conn.get::<UsageRecord>("GetUsageRecord")).await;
-        if let Some(it) = settle(out, usage, "GetUsageRecord") {
+        if let Some(it) = read.remove("usage").and_then(|t| {
+            settle(out, decoded::<UsageRecord>(t, "GetUsageRecord"), "GetUsageRecord")
+        }) {
             metrics::usage(out, &it);
         }
 
-        let sim = timed("sim", d, conn.get::<SimStatus>("GetSimStatus")).await;
-        if let Some(it) = settle(out, sim, "GetSimStatus") {
-            metrics::sim(out, &it);
+        // sim
+        match read.remove("sim") {
+            Some(t) => {
+                if let Some(it) =
+                    settle(out, decoded::<SimStatus>(t, "GetSimStatus"), "GetSimStatus")
+                {
+                    conn.statics_mut().sim =
+                        (it.sim_state.code() == Some(7)).then(|| Cached::now(it.clone()));
+                    metrics::sim(out, &it);
+                }
+            }
+            None => {
+                if let Some(c) = conn.statics().sim.clone() {
+                    out.note(format!(
+                        "sim: cached GetSimStatus of the ready SIM, read {:.0}s ago",
+                        c.age_seconds()
+                    ));
+                    metrics::sim(out, &c.value);
+                }
+            }
         }
 
-        let sms = timed("sms", d, conn.get::<SmsStorageState>("GetSMSStorageState")).await;
-        if let Some(it) = settle(out, sms, "GetSMSStorageState") {
-            metrics::sms(out, &it);
+        // sms
+        match read.remove("sms") {
+            Some(t) => {
+                let t = decoded::<SmsStorageState>(t, "GetSMSStorageState");
+                if let Some(it) = settle(out, t, "GetSMSStorageState") {
+                    conn.statics_mut().sms = sms_state.map(|st| Cached::now((it.clone(), st)));
+                    metrics::sms(out, &it);
+                }
+            }
+            None => {
+                if let Some(c) = conn.statics().sms.clone() {
+                    out.note(format!(
+                        "sms: cached GetSMSStorageState, read {:.0}s ago with the same \
+                         GetSystemStatus.SmsState {}",
+                        c.age_seconds(),
+                        c.value.1
+                    ));
+                    metrics::sms(out, &c.value.0);
+                }
+            }
         }
 
-        let clients =
-            timed("clients", d, conn.get::<ConnectedDeviceList>("GetConnectedDeviceList")).await;
-        if let Some(it) = settle(out, clients, "GetConnectedDeviceList") {
+        if let Some(it) = read.remove("clients").and_then(|t| {
+            settle(
+                out,
+                decoded::<ConnectedDeviceList>(t, "GetConnectedDeviceList"),
+                "GetConnectedDeviceList",
+            )
+        }) {
             let sel = metrics::ClientSelection {
                 expose_identifiers: expose,
                 max: self.connected_devices_max,
@@ -380,19 +605,69 @@ impl Linkhub {
             metrics::connected_devices(out, &it, sel);
         }
 
-        battery(out, conn, status.as_ref()).await;
+        let battery_read =
+            read.remove("battery").map(|t| decoded::<BatteryState>(t, "GetBatteryState"));
+        battery(out, conn, battery_read, status_value.as_ref());
         Ok(())
     }
 }
 
-/// `GetBatteryState`: a method error means "no battery" (LinkHubs), not a failed scrape;
-/// the MiFi's `GetSystemStatus` battery fields fill in what it lacks.
-async fn battery(out: &mut Scrape, conn: &mut Conn<'_>, status: Option<&SystemStatus>) {
-    let t = timed("battery", out.deadline(), conn.get::<BatteryState>("GetBatteryState")).await;
+/// The facts `check` shows: model and versions (never an identifier).
+fn facts(out: &mut Scrape, it: &SystemInfo) {
+    for (key, value) in [
+        ("model", it.device_name.get()),
+        ("firmware", it.sw_version.get()),
+        ("hardware", it.hw_version.get()),
+    ] {
+        if let Some(v) = value {
+            out.fact(key, v.trim());
+        }
+    }
+}
+
+/// Decodes a result of [`Conn::fetch_all`] into `T`.
+fn decoded<T: serde::de::DeserializeOwned>(
+    t: Timed<Fetched<serde_json::Value>>,
+    method: &str,
+) -> Timed<Fetched<T>> {
+    let result = t.result.and_then(|f| match f {
+        Fetched::Data(v) => client::decode_result(method, v).map(Fetched::Data),
+        Fetched::NeedsLogin => Ok(Fetched::NeedsLogin),
+    });
+    Timed { name: t.name, elapsed: t.elapsed, result }
+}
+
+/// `GetBatteryState`: a method error means "no battery" (LinkHubs), not a failed scrape,
+/// and is kept as a static fact; the MiFi's `GetSystemStatus` battery fields fill in what
+/// it lacks.
+fn battery(
+    out: &mut Scrape,
+    conn: &mut Conn<'_>,
+    read: Option<Timed<Fetched<BatteryState>>>,
+    status: Option<&SystemStatus>,
+) {
     let from_status = status.and_then(Battery::from_status);
+    let Some(t) = read else {
+        match from_status {
+            Some(b) if b.percent.is_some() => {
+                out.note("battery: from GetSystemStatus (chg_state, bat_cap, bat_level)");
+                let t = Timed { name: "battery", elapsed: Duration::ZERO, result: Ok(b) };
+                if let Some(b) = out.record(t) {
+                    metrics::battery(out, &b);
+                }
+            }
+            Some(b) => {
+                out.note("battery: GetBatteryState is not supported (cached)");
+                metrics::battery(out, &b);
+            }
+            None => out.note("battery: GetBatteryState is not supported (cached)"),
+        }
+        return;
+    };
     let battery = match t.result {
         Err(err) if client::method_error(&err).is_some() => {
             out.note(format!("battery: GetBatteryState not available ({err:#})"));
+            conn.statics_mut().no_battery = Some(std::time::Instant::now());
             match from_status {
                 Some(b) => Some(Ok(b)),
                 None => {
@@ -459,12 +734,32 @@ mod tests {
     }
 
     #[test]
+    fn static_ttl_and_device_concurrency_are_checked() {
+        use argh::FromArgs;
+        for (s, secs) in [("10m", 600), ("0s", 0), ("1h", 3600), ("30s", 30)] {
+            assert_eq!(s.parse::<StaticTtl>().unwrap().0, Duration::from_secs(secs), "{s}");
+        }
+        for s in ["", "10", "25h", "1d", "-1m"] {
+            assert!(s.parse::<StaticTtl>().is_err(), "{s}");
+        }
+        assert_eq!(StaticTtl(Duration::from_secs(600)).to_string(), "10m");
+        for n in ["0", "9"] {
+            let flags =
+                Flags::from_args(&["linkhub-exporter"], &["--device-concurrency", n]).unwrap();
+            let err = Linkhub::new(flags).unwrap_err();
+            assert!(err.to_string().contains("--device-concurrency"), "{err}");
+        }
+    }
+
+    #[test]
     fn flags_have_the_documented_defaults() {
         use argh::FromArgs;
         let flags = Flags::from_args(&["linkhub-exporter"], &[]).unwrap();
         assert_eq!(flags.target.to_string(), "http://192.168.1.1");
         assert_eq!(flags.username, "admin");
         assert_eq!(flags.login_backoff.0, Duration::from_secs(600));
+        assert_eq!(flags.device_concurrency, 2);
+        assert_eq!(flags.static_ttl.0, Duration::from_secs(600));
         assert!(!flags.expose_identifiers);
         assert!(flags.password_file.is_none() && flags.verification_key.is_none());
         let flags = Flags::from_args(

@@ -42,9 +42,20 @@ pub fn system_info(out: &mut Scrape, it: &SystemInfo, expose_identifiers: bool) 
     out.info(
         "device_info",
         "Model and firmware of the router (GetSystemInfo: DeviceName, HwVersion, SwVersion, \
-         WebUiVersion, HttpApiVersion; IMEI, IMSI, ICCID, MacAddress only with --expose-identifiers).",
+         WebUiVersion, HttpApiVersion; IMEI, IMSI, ICCID, MacAddress only with --expose-identifiers). \
+         Cached: read once per --static-ttl, and again when the router restarts.",
         &labels,
     );
+}
+
+/// How old the cached `GetSystemInfo` facts are.
+pub fn static_age(out: &mut Scrape, seconds: f64) {
+    out.gauge(
+        "static_age_seconds",
+        "Seconds since GetSystemInfo was last read: linkhub_device_info is a cached value this \
+         old (--static-ttl).",
+    )
+    .sample(&[], seconds);
 }
 
 /// `GetSystemStatus`: network type, signal bars, roaming, connection, clients.
@@ -280,7 +291,8 @@ pub fn sim(out: &mut Scrape, it: &SimStatus) {
         out.gauge("sim_state_code", "Raw GetSimStatus.SIMState code.").sample(&[], code as f64);
         out.state_set(
             "sim_state",
-            "SIM card state, one series per state (GetSimStatus.SIMState).",
+            "SIM card state, one series per state (GetSimStatus.SIMState; a ready SIM is \
+             cached for --static-ttl, other states are read on every scrape).",
             &[],
             &SIM_STATES.map(|(_, s)| s),
             enum_label(code, &SIM_STATES),
@@ -315,8 +327,12 @@ pub fn sim(out: &mut Scrape, it: &SimStatus) {
 
 /// `GetSMSStorageState`: the SMS store (counts of messages, never their content).
 pub fn sms(out: &mut Scrape, it: &SmsStorageState) {
-    out.gauge("sms_messages", "SMS messages stored (GetSMSStorageState.TUseCount).")
-        .sample_opt(&[], it.used_count.count());
+    out.gauge(
+        "sms_messages",
+        "SMS messages stored (GetSMSStorageState.TUseCount; the store is read again when \
+         GetSystemStatus.SmsState changes, at the latest after --static-ttl).",
+    )
+    .sample_opt(&[], it.used_count.count());
     out.gauge("sms_unread_messages", "Unread SMS messages (GetSMSStorageState.UnreadSMSCount).")
         .sample_opt(&[], it.unread_count.count());
     out.gauge(

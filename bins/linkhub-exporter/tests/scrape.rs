@@ -293,8 +293,11 @@ async fn hotspot_model_uses_the_aes_token_and_mifi_has_a_battery() {
     let ex = exporter(&server.url(), None, &[]);
     let (result, text) = probe(&ex, &server.url(), 5).await;
     result.unwrap();
-    assert!(has(&text, "linkhub_battery_charge_ratio 0.64"), "{text}");
+    // The status bar's battery fields (bat_cap 100, bat_level 4) make GetBatteryState
+    // unnecessary.
+    assert!(has(&text, "linkhub_battery_charge_ratio 1"), "{text}");
     assert!(has(&text, "linkhub_battery_bars 4"), "{text}");
+    assert_eq!(server.counters().get("GetBatteryState"), 0);
 }
 
 #[tokio::test]
