@@ -189,6 +189,10 @@ pub struct MeshNode {
     pub link_rate_bps: Option<u64>,
     /// Stations attached (`sta_num`).
     pub stations: Option<u64>,
+    /// The serial number (`sn`, an identifier: only registered with a capture's redactor).
+    pub serial: String,
+    /// The Wi-Fi network names (`essid_2g`, `essid_5g`; identifiers, as `serial`).
+    pub ssids: Vec<String>,
 }
 
 impl MeshNode {
@@ -255,6 +259,9 @@ pub const NODE_FIELDS: &[&str] = &[
     "connect_rssi",
     "linkrate",
     "sta_num",
+    "sn",
+    "essid_2g",
+    "essid_5g",
 ];
 /// The fields of `owl_station` entries.
 pub const STATION_FIELDS: &[&str] = &[
@@ -469,7 +476,7 @@ pub fn device_list(devices: &[Record], rates: &[Record]) -> anyhow::Result<Devic
 pub fn mesh(nodes: &[Record], stations: &[Record]) -> anyhow::Result<Mesh> {
     let mut mesh = Mesh::default();
     for (i, rec) in nodes.iter().enumerate() {
-        let f = |k: &str| field(rec, NODE_FIELDS, k).filter(|v| v != "NULL");
+        let f = |k: &str| field(rec, NODE_FIELDS, k).filter(|v| v != "NULL" && !v.is_empty());
         let Some(id) = f("device_id").or_else(|| f("device_mac")) else {
             bail!("owl_tplg[{i}] has no device_id");
         };
@@ -487,10 +494,12 @@ pub fn mesh(nodes: &[Record], stations: &[Record]) -> anyhow::Result<Mesh> {
             rssi_dbm: f("connect_rssi").and_then(|v| v.parse().ok()),
             link_rate_bps: f("linkrate").and_then(|v| parse_link_rate(&v)),
             stations: f("sta_num").and_then(|v| v.parse().ok()),
+            serial: f("sn").unwrap_or_default(),
+            ssids: ["essid_2g", "essid_5g"].iter().filter_map(|k| f(k)).collect(),
         });
     }
     for (i, rec) in stations.iter().enumerate() {
-        let f = |k: &str| field(rec, STATION_FIELDS, k).filter(|v| v != "NULL");
+        let f = |k: &str| field(rec, STATION_FIELDS, k).filter(|v| v != "NULL" && !v.is_empty());
         let mac = f("station_mac").unwrap_or_default().to_ascii_uppercase();
         if mac.is_empty() {
             bail!("owl_station[{i}] has no station_mac");

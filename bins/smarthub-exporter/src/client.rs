@@ -8,6 +8,9 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use exporter_core::capture::{self, CapturedHttp};
+
+use crate::record::Pending;
 
 /// Bodies larger than this are refused (the device list of a busy hub is a few hundred KiB).
 pub const BODY_LIMIT: usize = 2 << 20;
@@ -95,9 +98,23 @@ impl HubClient {
     /// `GET {hub}{path}` with the Referer, bounded by `deadline`; the body as text.
     ///
     /// Fails on any status but 200, on a redirect (a login), on an HTML page where data was
-    /// expected (a login or error page) and on a body over [`BODY_LIMIT`].
-    pub async fn get(&self, hub: &HubUrl, path: &str, deadline: Instant) -> anyhow::Result<String> {
+    /// expected (a login or error page) and on a body over [`BODY_LIMIT`]. While a capture
+    /// is taken, a failed exchange is recorded here and a successful one is handed back in
+    /// [`Page::pending`], to be recorded once the body was parsed.
+    pub async fn get(&self, hub: &HubUrl, path: &str, deadline: Instant) -> anyhow::Result<Page> {
         let referer = hub.referer();
+        let url = format!("{hub}{path}");
+        let exchange = |status: Option<u16>, headers: Vec<(String, String)>, body: Option<&str>| {
+            CapturedHttp {
+                method: "GET".to_owned(),
+                url: url.clone(),
+                request_headers: vec![("referer".to_owned(), referer.clone())],
+                status,
+                response_headers: headers,
+                response_body: body.map(str::to_owned),
+                ..CapturedHttp::default()
+            }
+        };
         let left = deadline.saturating_duration_since(Instant::now());
         // The request's own timeout ends a little before the scrape deadline, so that a hung
         // hub is reported as this request timing out rather than as the deadline passing.
@@ -105,46 +122,115 @@ impl HubClient {
         if left.is_zero() {
             bail!("no time left before the scrape deadline");
         }
-        let resp = self
+        let resp = match self
             .http
-            .get(format!("{hub}{path}"))
+            .get(&url)
             .header(reqwest::header::REFERER, &referer)
             .timeout(left)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("request failed: {}", error_chain(&e)))?;
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                let err = anyhow::anyhow!("request failed: {}", error_chain(&e));
+                capture::record_http(|| CapturedHttp {
+                    error: Some(format!("{err:#}")),
+                    ..exchange(None, Vec::new(), None)
+                });
+                return Err(err);
+            }
+        };
         let status = resp.status();
-        if status == reqwest::StatusCode::FORBIDDEN {
-            bail!(
-                "HTTP 403 Forbidden: the hub refused the request; firmware since 2022 answers 403 \
-                 when the Referer is missing or not a hub page (sent Referer: {referer})"
-            );
-        }
-        if status.is_redirection() {
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("nowhere")
-                .chars()
-                .take(200)
-                .collect::<String>();
-            bail!(
+        let headers = capture::active().then(|| capture::header_pairs(resp.headers()));
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nowhere")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        let read = exporter_core::client::read_body_limited(resp, BODY_LIMIT).await;
+        let text = read.as_ref().ok().map(|b| String::from_utf8_lossy(b).into_owned());
+        let record_now = |error: Option<String>| {
+            capture::record_http(|| CapturedHttp {
+                error,
+                ..exchange(
+                    Some(status.as_u16()),
+                    headers.clone().unwrap_or_default(),
+                    text.as_deref(),
+                )
+            });
+        };
+        let failure = if status == reqwest::StatusCode::FORBIDDEN {
+            Some(anyhow::Error::new(Forbidden { referer: referer.clone() }))
+        } else if status.is_redirection() {
+            Some(anyhow::anyhow!(
                 "HTTP {status}: the hub redirected to {location:?}, a login page instead of data"
-            );
+            ))
+        } else if status != reqwest::StatusCode::OK {
+            Some(anyhow::anyhow!("HTTP {status}"))
+        } else {
+            None
+        };
+        if let Some(err) = failure {
+            record_now(None);
+            return Err(err);
         }
-        if status != reqwest::StatusCode::OK {
-            bail!("HTTP {status}");
+        if let Err(e) = read {
+            let err = e.context("read the body");
+            record_now(Some(format!("{err:#}")));
+            return Err(err);
         }
-        let body = exporter_core::client::read_body_limited(resp, BODY_LIMIT)
-            .await
-            .context("read the body")?;
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if let Some(kind) = html_kind(&text) {
+        if let Some(kind) = text.as_deref().and_then(html_kind) {
+            record_now(None);
+            if kind == "an HTML page" && path.starts_with("/cgi/") {
+                bail!(
+                    "the hub answered with an HTML page instead of data; some firmware answers \
+                     an error page, or 403, when the Referer header is missing or not a hub page \
+                     (sent Referer: {referer})"
+                );
+            }
             bail!("the hub answered with {kind} instead of data");
         }
-        Ok(text)
+        let body = text.unwrap_or_default();
+        let pending =
+            Pending::new(headers.map(|h| exchange(Some(status.as_u16()), h, Some(body.as_str()))));
+        Ok(Page { body, pending })
     }
+}
+
+/// A page the hub answered with 200.
+#[derive(Debug)]
+pub struct Page {
+    pub body: String,
+    /// The exchange to record once the body was parsed (only while capturing).
+    pub pending: Pending,
+}
+
+/// The hub's 403: firmware since 2022 refuses `/cgi/*.js` without a Referer naming a hub page.
+#[derive(Debug, Clone)]
+pub struct Forbidden {
+    /// The Referer sent.
+    pub referer: String,
+}
+
+impl fmt::Display for Forbidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HTTP 403: the hub refused the page; firmware since 2022 answers 403 when the \
+             Referer header is missing or not a hub page (sent Referer: {})",
+            self.referer
+        )
+    }
+}
+
+impl std::error::Error for Forbidden {}
+
+/// Whether `err` is the hub's 403.
+pub fn is_forbidden(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<Forbidden>().is_some())
 }
 
 /// `Some("a login page")` / `Some("an HTML page")` when `body` is HTML.

@@ -19,6 +19,7 @@ pub mod api;
 pub mod client;
 pub mod js;
 pub mod metrics;
+pub mod record;
 pub mod statics;
 pub mod targets;
 
@@ -34,7 +35,9 @@ use anyhow::{Context as _, bail};
 use argh::{ArgsInfo, FromArgs};
 use exporter_core::{
     Exporter, ExporterInfo, ProbeAllow, Scrape, SdTarget, TargetError, TargetInfo, Timed,
-    config::Live, timed,
+    capture::{self, Identifier},
+    config::Live,
+    timed,
 };
 
 use crate::{
@@ -305,14 +308,18 @@ impl Smarthub {
 
     /// `cgi_basicStatus.js`: the facts, stamped with the clocks of the reading.
     async fn status(&self, target: &Target, deadline: Instant) -> anyhow::Result<Facts> {
-        let body = self
+        let page = self
             .client_for(target)
             .get(&target.url, STATUS_PATH, deadline)
             .await
             .context("GET /cgi/cgi_basicStatus.js")?;
         let read_at = Instant::now();
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-        let status = api::parse_basic_status(&body).context("read cgi_basicStatus.js")?;
+        let parsed = api::parse_basic_status(&page.body);
+        let serial = parsed.as_ref().ok().and_then(|s| s.serial.clone());
+        page.pending
+            .record(&serial.map(|s| (Identifier::Serial, s)).into_iter().collect::<Vec<_>>());
+        let status = parsed.context("read cgi_basicStatus.js")?;
         let boot_time = status.sysuptime.map(|up| (wall - up as f64).round());
         Ok(Facts { status, read_at, boot_time })
     }
@@ -351,11 +358,17 @@ impl Smarthub {
             self.record_status(out, key, read);
         } else {
             match plan {
-                Plan::Cached { age } => out.note(format!(
-                    "status: cached facts of cgi_basicStatus.js, read {:.0}s ago (--static-ttl {})",
-                    age.as_secs_f64(),
-                    Ttl(self.statics.ttl())
-                )),
+                Plan::Cached { age } => {
+                    let what =
+                        self.statics.facts(key).map(|f| cached_values(&f, self.expose_identifiers));
+                    out.note(format!(
+                        "status: not read this scrape; from the cache of cgi_basicStatus.js, read \
+                         {:.0}s ago (--static-ttl {}): {}",
+                        age.as_secs_f64(),
+                        Ttl(self.statics.ttl()),
+                        what.unwrap_or_else(|| "nothing".to_owned())
+                    ));
+                }
                 Plan::Wait { error, retry_in } => {
                     out.record(Timed::<()> {
                         name: "status",
@@ -370,6 +383,17 @@ impl Smarthub {
             }
         }
         if let Some(facts) = self.statics.facts(key) {
+            if let Some(fw) = &facts.status.firmware {
+                out.fact("firmware", fw.clone());
+            }
+            if let Some(t) = &facts.status.firmware_update_time {
+                out.fact("firmware installed", t.clone());
+            }
+            if self.expose_identifiers
+                && let Some(serial) = &facts.status.serial
+            {
+                out.fact("serial", serial.clone());
+            }
             let view = metrics::HubFacts {
                 status: &facts.status,
                 boot_time: facts.boot_time,
@@ -385,35 +409,60 @@ impl Smarthub {
         target: &Target,
         deadline: Instant,
     ) -> anyhow::Result<(api::WanConn, Instant)> {
-        let body = self
+        let page = self
             .client_for(target)
             .get(&target.url, WAN_PATH, deadline)
             .await
             .context("GET /nonAuth/wan_conn.xml")?;
         let at = Instant::now();
-        Ok((api::parse_wan_xml(&body).context("parse wan_conn.xml")?, at))
+        let parsed = api::parse_wan_xml(&page.body);
+        page.pending.record(&[]);
+        Ok((parsed.context("parse wan_conn.xml")?, at))
     }
 
     async fn devices(&self, target: &Target, deadline: Instant) -> anyhow::Result<api::DeviceList> {
-        let body = self
+        let page = self
             .client_for(target)
             .get(&target.url, DEVICES_PATH, deadline)
             .await
             .context("GET /cgi/cgi_basicMyDevice.js")?;
+        let (body, pending) = (page.body, page.pending);
         let limits = self.js;
         let js_deadline = js_deadline(deadline);
-        self.sandboxed(move || devices_from_js(&body, limits, js_deadline)).await
+        let list = self.sandboxed(move || devices_from_js(&body, limits, js_deadline)).await;
+        let mut names = Vec::new();
+        for d in list.iter().flat_map(|l| &l.devices) {
+            names.push((Identifier::Name, d.hostname.clone()));
+            names.push((Identifier::Name, d.name.clone()));
+        }
+        pending.record(&names);
+        list
     }
 
     async fn mesh(&self, target: &Target, deadline: Instant) -> anyhow::Result<api::Mesh> {
-        let body = self
+        let page = self
             .client_for(target)
             .get(&target.url, MESH_PATH, deadline)
             .await
             .context("GET /cgi/cgi_owl.js")?;
+        let (body, pending) = (page.body, page.pending);
         let limits = self.js;
         let js_deadline = js_deadline(deadline);
-        self.sandboxed(move || mesh_from_js(&body, limits, js_deadline)).await
+        let mesh = self.sandboxed(move || mesh_from_js(&body, limits, js_deadline)).await;
+        let mut found = Vec::new();
+        if let Ok(m) = &mesh {
+            for n in &m.nodes {
+                found.push((Identifier::Name, n.name.clone()));
+                found.push((Identifier::Serial, n.serial.clone()));
+                found.extend(n.ssids.iter().map(|s| (Identifier::Ssid, s.clone())));
+            }
+            for s in &m.stations {
+                found.push((Identifier::Name, s.name.clone()));
+                found.push((Identifier::Name, s.alias.clone()));
+            }
+        }
+        pending.record(&found);
+        mesh
     }
 
     async fn sandboxed<T: Send + 'static>(
@@ -485,7 +534,11 @@ impl Exporter for Smarthub {
 
     async fn probe(&self, target: &Target, out: &mut Scrape) -> anyhow::Result<()> {
         let d = out.deadline();
-        let plan = self.statics.plan(target.url.as_str(), Instant::now());
+        // A capture reads every page, so that its replay needs no cache to match it.
+        let plan = match capture::active() {
+            true => Plan::Read,
+            false => self.statics.plan(target.url.as_str(), Instant::now()),
+        };
         let read_status = plan == Plan::Read;
         let lan = target.lan;
         let (wan, status, devices, mesh) = tokio::join!(
@@ -509,6 +562,13 @@ impl Exporter for Smarthub {
                 }
             },
         );
+        let forbidden = [
+            refused(&wan),
+            status.as_ref().is_some_and(refused),
+            devices.as_ref().is_some_and(refused),
+            mesh.as_ref().is_some_and(refused),
+        ]
+        .contains(&true);
         let mut wan_uptime = None;
         if let Some((w, at)) = out.record(wan) {
             note_slot(out, &w);
@@ -521,8 +581,19 @@ impl Exporter for Smarthub {
                 metrics::devices(out, &list, sel);
             }
             if let Some(m) = mesh.and_then(|t| out.record(t)) {
+                if let Some(model) = m.nodes.iter().find(|n| n.parent.is_empty()).map(|n| &n.model)
+                    && !model.is_empty()
+                {
+                    out.fact("model", format!("BT Smart Hub 2 ({model} in cgi_owl.js)"));
+                }
                 metrics::mesh(out, &m, sel);
             }
+        }
+        if forbidden {
+            out.quirk(
+                "needs the Referer header (403 without it): the hub answered 403 although the \
+                 exporter sent one naming a hub page",
+            );
         }
         Ok(())
     }
@@ -563,13 +634,54 @@ impl Exporter for Smarthub {
     }
 }
 
+/// The cached values a scrape shows, for the `&debug=true` trace: each with its value
+/// (the serial number only with `--expose-identifiers`).
+fn cached_values(f: &Facts, expose_identifiers: bool) -> String {
+    let mut parts = Vec::new();
+    if let Some(fw) = &f.status.firmware {
+        parts.push(format!("firmware {fw:?}"));
+    }
+    if let Some(t) = &f.status.firmware_update_time {
+        parts.push(format!("firmware_update_time {t:?}"));
+    }
+    if let Some(boot) = f.boot_time {
+        parts.push(format!(
+            "boot time {boot:.0} (sysuptime {} then)",
+            f.status.sysuptime.unwrap_or(0)
+        ));
+    }
+    if f.status.serial.is_some() {
+        parts.push(if expose_identifiers {
+            "serial".to_owned()
+        } else {
+            "serial (not shown)".to_owned()
+        });
+    }
+    if parts.is_empty() { "no values".to_owned() } else { parts.join(", ") }
+}
+
+/// Whether a collector failed on the hub's 403.
+fn refused<T>(t: &Timed<T>) -> bool {
+    t.result.as_ref().err().is_some_and(client::is_forbidden)
+}
+
 fn note_slot(out: &mut Scrape, w: &api::WanConn) {
+    let kind = metrics::slot_type(w.slot);
     let source = if w.slot_from_hub {
         "wan_active_idx"
     } else {
         "the fallback rule (no valid wan_active_idx)"
     };
-    out.note(format!("live WAN slot {} ({}) from {source}", w.slot, metrics::slot_type(w.slot)));
+    out.note(format!("live WAN slot {} ({kind}) from {source}", w.slot));
+    out.quirk(format!("active WAN slot {} ({kind}), from {source}", w.slot));
+    let state = if w.session.connected() { "connected" } else { "not connected" };
+    out.fact("wan", format!("slot {} ({kind}), {state}", w.slot));
+    if !w.session.connected() {
+        out.quirk(format!(
+            "the live WAN slot {} ({kind}) is not connected: session state {:?}",
+            w.slot, w.session.state
+        ));
+    }
 }
 
 /// `--target` (flag or `SMARTHUB_TARGET`), else `SMARTHUB_HOST`, else the default.

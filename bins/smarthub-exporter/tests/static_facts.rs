@@ -119,3 +119,23 @@ async fn an_html_page_is_no_facts() {
     assert_eq!(collector(&text, "status"), Some(0.0), "{text}");
     assert!(!text.contains("smarthub_info{"), "{text}");
 }
+
+#[tokio::test]
+async fn the_debug_trace_names_the_cached_values_and_their_age() {
+    let rig = rig(Profile::Vdsl, flags(&[])).await;
+    let first = rig.trace().await;
+    assert!(first.contains("collector status succeeded"), "{first}");
+    assert!(!first.contains("from the cache"), "read this time: {first}");
+    let warm = rig.trace().await;
+    assert_eq!(rig.requests(STATUS_PATH), 1, "{warm}");
+    let line = warm
+        .lines()
+        .find(|l| l.contains("status: not read this scrape; from the cache of cgi_basicStatus.js"))
+        .unwrap_or_else(|| panic!("no cache line: {warm}"));
+    assert!(line.contains("s ago (--static-ttl 10m)"), "{line}");
+    assert!(line.contains("firmware \"v0.37.00.00000-BT (Tue Mar  5 10:11:12 2024)\""), "{line}");
+    assert!(line.contains("firmware_update_time \"2024/03/19 03:12:44\""), "{line}");
+    assert!(line.contains("boot time "), "{line}");
+    assert!(line.contains("serial (not shown)") && !warm.contains("NQ00000000"), "{line}");
+    assert!(warm.contains("fact firmware: v0.37.00.00000-BT"), "{warm}");
+}

@@ -18,7 +18,8 @@
 //! - a firmware without `cgi_basicStatus.js` (`status=missing`, 404) or answering it with an
 //!   HTML page (`status=html`);
 //! - firmware since 2022: `/cgi/*.js` answer 403 without a Referer (`referer=cgi`, the
-//!   default; `all` also guards the XML; `off` checks nothing);
+//!   default; `all` also guards the XML; `off` checks nothing; `refuse` answers 403 on
+//!   `/cgi/*.js` whatever the Referer, `refuse-page` an HTML error page);
 //! - a login page instead of data (`login=page`) or a redirect to it (`login=redirect`);
 //! - hostile scripts on both `/cgi/*.js` pages (`lan=loop|memory|recursion|syntax|html|
 //!   exception|missing`, `ok` to end it).
@@ -55,6 +56,8 @@ pub const SERIAL: &str = "+068341+NQ00000000";
 pub const FIRMWARE_UPDATE_TIME: &str = "2024/03/19 03:12:44";
 /// The hub's uptime when it serves its first page after `reboot`.
 pub const UPTIME_AFTER_REBOOT: u64 = 120;
+/// The Wi-Fi network name of the hub and its disc (`owl_tplg` `essid_2g`/`essid_5g`).
+pub const SSID: &str = "BT-ABC123";
 /// The login page `login=redirect` sends clients to.
 pub const LOGIN_PATH: &str = "/login.htm";
 
@@ -148,6 +151,11 @@ pub enum Referer {
     All,
     /// None.
     Off,
+    /// `/cgi/*.js` answer 403 whatever the Referer says (a firmware that wants a Referer
+    /// no client is known to send).
+    Refuse,
+    /// Like `Refuse`, with a 200 HTML error page instead of the 403.
+    RefusePage,
 }
 
 /// What `cgi_basicStatus.js` answers.
@@ -274,13 +282,21 @@ impl SmartHub {
         let guarded = match st.referer {
             Referer::Off => false,
             Referer::Cgi => req.path.starts_with("/cgi/"),
-            Referer::All => true,
+            Referer::All | Referer::Refuse | Referer::RefusePage => true,
         };
-        if guarded
-            && !req
-                .header("referer")
-                .is_some_and(|r| r.starts_with("http://") || r.starts_with("https://"))
-        {
+        let referer_ok = req
+            .header("referer")
+            .is_some_and(|r| r.starts_with("http://") || r.starts_with("https://"));
+        let cgi = req.path.starts_with("/cgi/");
+        if st.referer == Referer::RefusePage && cgi {
+            return Response::new(
+                200,
+                "text/html",
+                "<!DOCTYPE html><html><head><title>BT Smart Hub</title></head><body>Error</body></html>",
+            );
+        }
+        let refused = st.referer == Referer::Refuse && cgi;
+        if refused || (guarded && !referer_ok) {
             return Response::new(
                 403,
                 "text/html",
@@ -408,7 +424,13 @@ impl HttpDevice for SmartHub {
                     "cgi" => Referer::Cgi,
                     "all" => Referer::All,
                     "off" => Referer::Off,
-                    _ => return Err(format!("referer: expected cgi, all or off, got {value:?}")),
+                    "refuse" => Referer::Refuse,
+                    "refuse-page" => Referer::RefusePage,
+                    _ => {
+                        return Err(format!(
+                            "referer: expected cgi, all, off, refuse or refuse-page, got {value:?}"
+                        ));
+                    }
                 }
             }
             _ => return Err(format!("unknown knob {key}={value}")),
@@ -787,7 +809,8 @@ impl State {
         let _ = writeln!(
             s,
             "{{ordering:'1',hw_ver:'R01',sw_ver:'{fw}',fw_ver:'{fw}',sn:'%2B068341%2BNQ00000000',device_mac:'{}',\
-             device_name:'{}',device_id:'{}',device_ip:'{}',device_netmask:'255%2E255%2E255%2E0',parent_id:'NULL',\
+             device_name:'{}',device_id:'{}',device_ip:'{}',device_netmask:'255%2E255%2E255%2E0',eth_mac:'{}',\
+             bssid_2g:'{}',essid_2g:'{ssid}',bssid_5g:'{}',essid_5g:'{ssid}',parent_id:'NULL',\
              child_id:'{}',child_num:'1',sta_num:'{}',connect_type:'Ether',connect_rssi:'0',model_name:'SmartHub2',\
              product_id:'55661',node_lvid:'1',uptime:'{uptime}',connected_role:'configured%5Fmaster',connected_rootap:'1',\
              linkrate:'0Mbps',node_num:'2',cpuU:'0',memT:'0',hub_status:'connected',fud:'0',type:'0',lsd:'0',\
@@ -796,14 +819,19 @@ impl State {
             e("Smart Hub 2"),
             e(hub_id),
             e("192.168.1.254"),
+            e("AA:BB:CC:10:00:02"),
+            e("AA:BB:CC:10:00:03"),
+            e("AA:BB:CC:10:00:04"),
             e(disc_id),
             on(false),
             fw = e("v0.37.00.00000 "),
+            ssid = e(SSID),
         );
         let _ = writeln!(
             s,
             "{{ordering:'2',hw_ver:'01',sw_ver:'{fw}',fw_ver:'{fw}',sn:'%2B092822%2BNQ00000001',device_mac:'{}',\
-             device_name:'{}',device_id:'{}',device_ip:'{}',device_netmask:'255%2E255%2E255%2E0',parent_id:'{}',\
+             device_name:'{}',device_id:'{}',device_ip:'{}',device_netmask:'255%2E255%2E255%2E0',eth_mac:'{}',\
+             bssid_2g:'{}',essid_2g:'{ssid}',bssid_5g:'{}',essid_5g:'{ssid}',parent_id:'{}',\
              child_id:'NULL',child_num:'0',sta_num:'{}',connect_type:'5G',connect_rssi:'{}',model_name:'{}',\
              product_id:'{}',node_lvid:'17',uptime:'{}',connected_role:'configured%5Fslave',connected_rootap:'0',\
              linkrate:'1733Mbps',node_num:'0',cpuU:'1',memT:'122136',hub_status:'connected',fud:'1676107241',\
@@ -812,6 +840,9 @@ impl State {
             e("Landing disc"),
             e(disc_id),
             e("192.168.1.95"),
+            e("AA:BB:CC:20:00:02"),
+            e("AA:BB:CC:20:00:03"),
+            e("AA:BB:CC:20:00:04"),
             e(hub_id),
             on(true),
             e("-61"),
@@ -819,6 +850,7 @@ impl State {
             e("WE410443-6DX"),
             uptime - 83,
             fw = e("0.16.00.07230"),
+            ssid = e(SSID),
         );
         s.push_str("null];\nvar owl_station=[\n");
         for d in &self.devices {
@@ -963,7 +995,8 @@ struct Args {
     /// answer every data page with a login page: off (the default), page or redirect
     #[argh(option, default = "String::from(\"off\")")]
     login: String,
-    /// pages that answer 403 without a Referer: cgi (the default), all or off
+    /// pages that answer 403 without a Referer: cgi (the default), all, off, refuse (403 on
+    /// /cgi/*.js whatever the Referer) or refuse-page (an HTML error page instead)
     #[argh(option, default = "String::from(\"cgi\")")]
     referer: String,
     /// milliseconds to wait before every answer (default 0)

@@ -37,6 +37,15 @@ fn cgi_pages_need_a_referer_and_the_xml_does_not_by_default() {
     hub.control("referer", "off").unwrap();
     assert_eq!(hub.respond(&get(DEVICES_PATH, false)).status, 200);
     assert_eq!(hub.respond(&get("/nope", true)).status, 404);
+    hub.control("referer", "refuse").unwrap();
+    assert_eq!(hub.respond(&get(DEVICES_PATH, true)).status, 403, "whatever the Referer");
+    assert_eq!(hub.respond(&get(STATUS_PATH, true)).status, 403);
+    assert_eq!(hub.respond(&get(WAN_PATH, true)).status, 200);
+    hub.control("referer", "refuse-page").unwrap();
+    let page = hub.respond(&get(OWL_PATH, true));
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8(page.body).unwrap().starts_with("<!DOCTYPE html>"));
+    assert!(hub.control("referer", "sometimes").is_err());
 }
 
 #[test]
@@ -101,7 +110,7 @@ fn names_are_encoded_like_the_hub_and_leaving_devices_vanish() {
     let js = body(&hub, DEVICES_PATH);
     assert!(!js.contains("00%3A02"), "{js}");
     let owl = body(&hub, OWL_PATH);
-    assert!(!owl.contains("00%3A02"), "{owl}");
+    assert!(!owl.contains("00%3A00%3A02"), "{owl}");
     assert!(hub.control("leave", "aa:bb:cc:00:00:02").is_err());
     hub.control("devices", "empty").unwrap();
     let js = body(&hub, DEVICES_PATH);
@@ -130,6 +139,8 @@ fn owl_lists_the_hub_the_disc_and_stations() {
     assert_eq!(owl.matches("{station_mac:").count(), 4);
     assert!(owl.contains("station_name:'Tom%27s%20iPhone'"), "{owl}");
     assert!(owl.contains("connect_rssi:'%2D61'"), "{owl}");
+    assert_eq!(owl.matches("essid_2g:'BT%2DABC123'").count(), 2, "{owl}");
+    assert!(owl.contains("sn:'%2B068341%2BNQ00000000'"), "{owl}");
 }
 
 #[test]
