@@ -11,6 +11,10 @@
 //! `X-Rate-Limit-Retry` (at least 1 s, doubling while it repeats), 401/403 by a minute
 //! doubling up to ten.
 //!
+//! A capture (`capture`, `/probe?…&capture=true`) starts a refresh of everything with a
+//! client that records each call ([`Cache::current_recorded`]): the file then holds every
+//! call its scrape depends on, and the cache gets the fresh values.
+//!
 //! Besides the cache, the snapshot remembers each gateway's last `last_status_received_at`
 //! and `last_uplink_received_at` ([`LastSeen`]): the Gateway Server forgets them 48 h after a
 //! disconnect (404 `not_connected`) and on every reconnection, the exporter does not. With
@@ -30,7 +34,7 @@ use tokio::{sync::watch, task::JoinSet};
 
 use crate::{
     api,
-    client::{ApiError, BATCH_LIMIT, Client, PAGE_LIMIT, Server, StatsReply},
+    client::{ApiError, BATCH_LIMIT, Client, PAGE_LIMIT, Server, StatsReply, Tape},
     config::{Cluster, Config, Selection},
     wire::Timestamp,
 };
@@ -88,6 +92,8 @@ pub struct Failure {
     pub auth: Option<String>,
     /// The server did not answer or answered 5xx (not a 429), for `ttn_up 0`.
     pub unreachable: bool,
+    /// The HTTP status of the failed call, when the server answered one.
+    pub status: Option<u16>,
 }
 
 /// The schedule and outcome of one refresh step (the list, or one cluster's statistics).
@@ -138,6 +144,12 @@ impl Phase {
         self.due.is_none_or(|due| now >= due)
     }
 
+    /// Whether the step is waiting out a 429 (`X-Rate-Limit-Retry`): not even a capture
+    /// calls the API before that.
+    pub fn rate_limited(&self, now: Instant) -> bool {
+        !self.is_due(now) && self.error.as_ref().is_some_and(|f| f.status == Some(429))
+    }
+
     fn succeed(&mut self, now: Instant, interval: Duration) {
         *self = Phase { ok_at: Some(now), due: Some(now + interval), failures: 0, error: None };
     }
@@ -164,6 +176,7 @@ impl Phase {
             message: err.to_string(),
             auth: err.is_auth().then(|| err.name().unwrap_or("unnamed error").to_owned()),
             unreachable: err.is_unreachable(),
+            status: err.status(),
         });
     }
 
@@ -176,7 +189,7 @@ impl Phase {
             ok_at: Some(now),
             due: Some(now + wait.min(interval)),
             failures,
-            error: Some(Failure { message, auth: None, unreachable: false }),
+            error: Some(Failure { message, auth: None, unreachable: false, status: None }),
         };
     }
 
@@ -184,7 +197,7 @@ impl Phase {
     fn fail_for(&mut self, now: Instant, interval: Duration, message: String) {
         self.failures = self.failures.saturating_add(1);
         self.due = Some(now + interval);
-        self.error = Some(Failure { message, auth: None, unreachable: false });
+        self.error = Some(Failure { message, auth: None, unreachable: false, status: None });
     }
 }
 
@@ -325,21 +338,57 @@ impl Cache {
             if let Some(rx) = &state.inflight {
                 Some(rx.clone())
             } else if state.snapshot.due(Instant::now()) {
-                let (tx, rx) = watch::channel(false);
-                state.inflight = Some(rx.clone());
-                let cache = Arc::clone(self);
-                tokio::spawn(async move { cache.refresh(tx).await });
-                Some(rx)
+                Some(self.start_refresh(&mut state, self.client.clone(), false))
             } else {
                 None
             }
         };
-        let mut timed_out = false;
-        if let Some(mut rx) = wait {
-            let done = tokio::time::timeout_at(deadline.into(), rx.wait_for(|done| *done)).await;
-            timed_out = done.is_err();
+        match wait {
+            Some(rx) => self.wait(rx, deadline).await,
+            None => Current { snapshot: self.snapshot(), timed_out: false },
         }
-        Current { snapshot: Arc::clone(&self.lock().snapshot), timed_out }
+    }
+
+    /// For a capture: a refresh of everything (the list and every cluster's statistics,
+    /// fresh or not) whose API calls all go on `tape`, then the snapshot to render. A refresh
+    /// already in flight is waited for first (its calls would not be on the tape); a step
+    /// waiting out a 429 is not called early.
+    pub async fn current_recorded(self: &Arc<Self>, deadline: Instant, tape: Tape) -> Current {
+        loop {
+            let (rx, ours) = {
+                let mut state = self.lock();
+                match &state.inflight {
+                    Some(rx) => (rx.clone(), false),
+                    None => {
+                        let client = self.client.recording(Arc::clone(&tape));
+                        (self.start_refresh(&mut state, client, true), true)
+                    }
+                }
+            };
+            let current = self.wait(rx, deadline).await;
+            if ours || current.timed_out {
+                return current;
+            }
+        }
+    }
+
+    /// Starts one refresh task (the caller holds the lock and found none in flight).
+    fn start_refresh(
+        self: &Arc<Self>,
+        state: &mut State,
+        client: Client,
+        force: bool,
+    ) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        state.inflight = Some(rx.clone());
+        let cache = Arc::clone(self);
+        tokio::spawn(async move { cache.refresh(tx, client, force).await });
+        rx
+    }
+
+    async fn wait(&self, mut rx: watch::Receiver<bool>, deadline: Instant) -> Current {
+        let done = tokio::time::timeout_at(deadline.into(), rx.wait_for(|done| *done)).await;
+        Current { snapshot: self.snapshot(), timed_out: done.is_err() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -348,7 +397,7 @@ impl Cache {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn refresh(self: Arc<Self>, done: watch::Sender<bool>) {
+    async fn refresh(self: Arc<Self>, done: watch::Sender<bool>, client: Client, force: bool) {
         struct Finish<'a>(&'a Cache, watch::Sender<bool>);
         impl Drop for Finish<'_> {
             fn drop(&mut self) {
@@ -358,10 +407,18 @@ impl Cache {
         }
         let _finish = Finish(&self, done);
         let mut snapshot = Snapshot::clone(&self.lock().snapshot);
-        if snapshot.list.is_due(Instant::now()) {
-            self.refresh_list(&mut snapshot).await;
+        if force {
+            let now = Instant::now();
+            let phases = std::iter::once(&mut snapshot.list)
+                .chain(snapshot.clusters.values_mut().map(|c| &mut c.phase));
+            for phase in phases.filter(|p| !p.rate_limited(now)) {
+                phase.due = None;
+            }
         }
-        self.refresh_stats(&mut snapshot).await;
+        if snapshot.list.is_due(Instant::now()) {
+            self.refresh_list(&client, &mut snapshot).await;
+        }
+        self.refresh_stats(&client, &mut snapshot).await;
         self.persist(&snapshot.last_seen, false).await;
         let auth =
             snapshot.auth_error().map(|(name, message)| (name.to_owned(), message.to_owned()));
@@ -416,13 +473,13 @@ impl Cache {
         self.persist(&last_seen, true).await;
     }
 
-    async fn refresh_list(&self, snap: &mut Snapshot) {
+    async fn refresh_list(&self, client: &Client, snap: &mut Snapshot) {
         let now = Instant::now();
         let interval = self.config.gateways_refresh;
         let found = match &self.config.selection {
-            Selection::List(scope) => match self.list_all(scope).await {
+            Selection::List(scope) => match self.list_all(client, scope).await {
                 Ok((gateways, problems)) if gateways.is_empty() && problems.is_empty() => {
-                    if let Some(why) = self.explain_empty_list().await {
+                    if let Some(why) = self.explain_empty_list(client).await {
                         snap.list.fail_for(now, interval, why);
                         return;
                     }
@@ -434,7 +491,7 @@ impl Cache {
                     return;
                 }
             },
-            Selection::Fixed(ids) => match self.infos(ids, snap).await {
+            Selection::Fixed(ids) => match self.infos(client, ids, snap).await {
                 Ok(found) => found,
                 Err(err) => {
                     snap.list.fail(now, interval, &err);
@@ -496,6 +553,7 @@ impl Cache {
     #[allow(clippy::type_complexity)]
     async fn list_all(
         &self,
+        client: &Client,
         scope: &crate::client::ListScope,
     ) -> Result<(Vec<(String, Option<Arc<api::Gateway>>)>, Vec<String>), ApiError> {
         let mut gateways = Vec::new();
@@ -503,7 +561,7 @@ impl Cache {
         let mut problems = Vec::new();
         let mut received: u64 = 0;
         for page in 1..=MAX_PAGES {
-            let (entries, total) = self.client.list_page(self.identity(), scope, page).await?;
+            let (entries, total) = client.list_page(self.identity(), scope, page).await?;
             let count = entries.len() as u64;
             received += count;
             for entry in entries {
@@ -529,8 +587,8 @@ impl Cache {
     }
 
     /// Why the list is empty, when the key is one that cannot list (a gateway key).
-    async fn explain_empty_list(&self) -> Option<String> {
-        let info = self.client.auth_info(self.identity()).await.ok()?;
+    async fn explain_empty_list(&self, client: &Client) -> Option<String> {
+        let info = client.auth_info(self.identity()).await.ok()?;
         let gateway = info.api_key?.entity_ids.gateway_ids?.gateway_id;
         Some(format!(
             "the API key belongs to gateway {gateway:?} and cannot list gateways (the list \
@@ -542,13 +600,14 @@ impl Cache {
     #[allow(clippy::type_complexity)]
     async fn infos(
         &self,
+        client: &Client,
         ids: &[String],
         snap: &Snapshot,
     ) -> Result<(Vec<(String, Option<Arc<api::Gateway>>)>, Vec<String>), ApiError> {
         let previous: HashMap<&str, &Known> =
             snap.gateways.iter().map(|g| (g.id.as_str(), g)).collect();
         let results = bounded(ids.to_vec(), self.config.concurrency, {
-            let client = self.client.clone();
+            let client = client.clone();
             let base = self.config.api_url.clone();
             let host = self.api_host.clone();
             move |id: String| {
@@ -585,7 +644,7 @@ impl Cache {
         Ok((out, problems))
     }
 
-    async fn refresh_stats(&self, snap: &mut Snapshot) {
+    async fn refresh_stats(&self, client: &Client, snap: &mut Snapshot) {
         let now = Instant::now();
         let mut due: BTreeMap<String, (Url, Vec<String>)> = BTreeMap::new();
         for g in snap.gateways.iter() {
@@ -602,7 +661,7 @@ impl Cache {
         let mut tasks = JoinSet::new();
         for (host, (url, ids)) in due {
             let mode = snap.clusters.get(&host).map(|c| c.batch).unwrap_or_default();
-            let client = self.client.clone();
+            let client = client.clone();
             let concurrency = self.config.concurrency;
             tasks.spawn(async move {
                 let fetched = fetch_cluster(client, &host, url, ids, mode, concurrency).await;

@@ -3,11 +3,15 @@
 
 use std::{
     fmt,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
-use exporter_core::{Secret, config::Live};
+use exporter_core::{
+    Secret,
+    capture::{self, CapturedHttp},
+    config::Live,
+};
 use reqwest::{StatusCode, Url, header::HeaderMap};
 
 use crate::{
@@ -129,6 +133,11 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The API calls of a capture, collected from whichever task makes them (the refresh runs in
+/// tasks of its own, where exporter-core's task-local recorder is not in scope); the probe
+/// hands them to [`capture::record_http`].
+pub type Tape = Arc<Mutex<Vec<CapturedHttp>>>;
+
 /// The answer of the single statistics call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatsReply {
@@ -150,6 +159,8 @@ pub struct Client {
     key: Arc<Live<Secret>>,
     timeout: Duration,
     health: Arc<ApiHealth>,
+    /// Where every call is recorded, for a capture.
+    tape: Option<Tape>,
 }
 
 impl Client {
@@ -166,7 +177,12 @@ impl Client {
         health: Arc<ApiHealth>,
         timeout: Duration,
     ) -> Client {
-        Client { http, key, timeout, health }
+        Client { http, key, timeout, health, tape: None }
+    }
+
+    /// This client recording every call (request, answer or error) on `tape`.
+    pub fn recording(&self, tape: Tape) -> Client {
+        Client { tape: Some(tape), ..self.clone() }
     }
 
     /// The accounting of this client's calls.
@@ -264,7 +280,35 @@ impl Client {
         endpoint: Endpoint,
     ) -> Result<(HeaderMap, Vec<u8>), ApiError> {
         let started = Instant::now();
+        let key = self.key.load();
+        let request = request
+            .bearer_auth(key.expose())
+            .header("accept", "application/json")
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| ApiError::Transport(transport(&e)))?;
+        let sent = self.tape.as_ref().map(|_| {
+            let body = request.body().and_then(|b| b.as_bytes()).map(String::from_utf8_lossy);
+            CapturedHttp {
+                method: request.method().to_string(),
+                url: request.url().to_string(),
+                request_headers: capture::header_pairs(request.headers()),
+                request_body: body.map(|b| b.into_owned()),
+                ..CapturedHttp::default()
+            }
+        });
         let result = self.exchange(request).await;
+        if let (Some(tape), Some(mut exchange)) = (&self.tape, sent) {
+            match &result {
+                Ok((status, headers, body)) => {
+                    exchange.status = Some(status.as_u16());
+                    exchange.response_headers = capture::header_pairs(headers);
+                    exchange.response_body = Some(String::from_utf8_lossy(body).into_owned());
+                }
+                Err(err) => exchange.error = Some(err.to_string()),
+            }
+            tape.lock().unwrap_or_else(PoisonError::into_inner).push(exchange);
+        }
         let (code, rate_limit) = match &result {
             Ok((status, headers, _)) => {
                 (Code::Status(status.as_u16()), RateLimitHeaders::from_headers(headers))
@@ -282,14 +326,10 @@ impl Client {
     /// One request and its whole (bounded) body.
     async fn exchange(
         &self,
-        request: reqwest::RequestBuilder,
+        request: reqwest::Request,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), ApiError> {
-        let key = self.key.load();
-        let request = request
-            .bearer_auth(key.expose())
-            .header("accept", "application/json")
-            .timeout(self.timeout);
-        let response = request.send().await.map_err(|e| ApiError::Transport(transport(&e)))?;
+        let response =
+            self.http.execute(request).await.map_err(|e| ApiError::Transport(transport(&e)))?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = read_limited(response).await?;

@@ -21,13 +21,14 @@ use anyhow::Context as _;
 use argh::{ArgsInfo, FromArgs};
 use exporter_core::{
     Exporter, ExporterInfo, Scrape, SdTarget, Secret, TargetInfo, Timed,
+    capture::{self, Identifier},
     config::{Labels, Live},
 };
 
 use crate::{
-    cache::{Cache, Phase, Snapshot},
-    client::Client,
-    config::{Config, FileConfig},
+    cache::{BatchMode, Cache, Phase, Snapshot},
+    client::{Client, ListScope, StatsReply, Tape},
+    config::{Config, FileConfig, Selection},
     health::ApiHealth,
     metrics::{GatewayView, StatsView},
 };
@@ -42,6 +43,8 @@ pub const INFO: ExporterInfo = ExporterInfo {
 
 /// At most this many gateways are listed on the landing page.
 const MAX_LANDING_TARGETS: usize = 200;
+/// At most this many gateways get a quirk line of their own in `check` and the debug trace.
+const MAX_GATEWAY_NOTES: usize = 50;
 
 /// The default `--api-url`.
 pub const DEFAULT_API_URL: &str = "https://eu1.cloud.thethings.network";
@@ -189,6 +192,9 @@ struct Inner {
     /// The accounting of API calls, kept across reloads.
     health: Arc<ApiHealth>,
     running: Live<Running>,
+    /// `check` and `capture` without `--target`: only `*` (every gateway in one scrape), not
+    /// one target per gateway besides.
+    all_in_one: bool,
 }
 
 /// What a reload replaces: the cache (kept when the configuration did not change) and the
@@ -235,7 +241,17 @@ impl Ttn {
         );
         let cache = Arc::new(Cache::new(loaded.config, client));
         let running = Live::new(Running { cache, labels: loaded.labels });
-        Ttn { inner: Arc::new(Inner { startup, http, key, health, running }) }
+        Ttn { inner: Arc::new(Inner { startup, http, key, health, running, all_in_one: false }) }
+    }
+
+    /// The exporter for `check` and `capture`: without `--target` they look at `*` alone
+    /// (every gateway, each with its cluster noted), not at `*` and every gateway again,
+    /// and they work while the gateway list cannot be read (that is what they report).
+    pub fn for_command(mut self) -> Ttn {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.all_in_one = true;
+        }
+        self
     }
 
     fn cache(&self) -> Arc<Cache> {
@@ -304,6 +320,9 @@ impl Exporter for Ttn {
     }
 
     fn targets(&self) -> Vec<TargetInfo> {
+        if self.inner.all_in_one {
+            return Vec::new();
+        }
         let running = self.inner.running.load();
         let snap = running.cache.snapshot();
         // The landing page stays small for large accounts: /sd has them all.
@@ -319,6 +338,9 @@ impl Exporter for Ttn {
     }
 
     async fn sd_targets(&self) -> anyhow::Result<Vec<SdTarget>> {
+        if self.inner.all_in_one {
+            return Ok(Vec::new());
+        }
         let running = self.inner.running.load();
         let mut snap = running.cache.snapshot();
         if !snap.listed {
@@ -344,7 +366,25 @@ impl Exporter for Ttn {
         let started = Instant::now();
         // One configuration for the whole scrape, whatever a reload does meanwhile.
         let cache = self.cache();
-        let current = cache.current(out.deadline()).await;
+        let current = if capture::active() {
+            // A capture reads everything again, whatever the cache holds, and records every
+            // call: the refresh runs in tasks of its own, so the client collects the
+            // exchanges on a tape and they are recorded here, in the probe's task.
+            capture::secret(&self.inner.key.load());
+            register_identifiers(cache.config(), &cache.snapshot());
+            let tape = Tape::default();
+            let current = cache.current_recorded(out.deadline(), Arc::clone(&tape)).await;
+            let taped = std::mem::take(
+                &mut *tape.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            for exchange in taped {
+                capture::record_http(|| exchange);
+            }
+            register_identifiers(cache.config(), &current.snapshot);
+            current
+        } else {
+            cache.current(out.deadline()).await
+        };
         let waited = started.elapsed();
         let now = Instant::now();
         let snap = &current.snapshot;
@@ -366,11 +406,8 @@ impl Exporter for Ttn {
             Target::All => snap.gateways.iter().collect(),
             Target::Gateway(id) => snap.gateway(id).into_iter().collect(),
         };
-        // Render first, so that even a failing scrape shows the last good values.
         let config = cache.config();
-        for known in &selected {
-            render(out, snap, known, now, config);
-        }
+        notes(out, snap, &selected, config, now);
         metrics::api_health(out, &self.inner.health.snapshot());
         let mut hosts: Vec<&str> = selected.iter().map(|k| k.cluster.host.as_str()).collect();
         hosts.sort_unstable();
@@ -387,19 +424,30 @@ impl Exporter for Ttn {
                 || hosts.iter().any(|h| !snap.clusters.contains_key(*h));
             (late && due).then(|| "the API did not answer before the scrape deadline".to_owned())
         };
-        if snap.listed
-            && matches!(target, Target::All)
-            && let Some(at) = snap.list.ok_at
-        {
-            metrics::list_age(out, now.saturating_duration_since(at));
-        }
+        let list_age = |out: &mut Scrape| {
+            if snap.listed
+                && matches!(target, Target::All)
+                && let Some(at) = snap.list.ok_at
+            {
+                metrics::list_age(out, now.saturating_duration_since(at));
+            }
+        };
 
         if let Some((name, message)) = snap.auth_error() {
-            // Logged once per change by the cache; up is 0 while the key is refused.
-            anyhow::bail!("the API refused the key: {name}: {message}");
+            // Logged once per change by the cache; up is 0 while the key is refused. The last
+            // good values are still shown.
+            list_age(out);
+            for known in &selected {
+                render(out, snap, known, now, config);
+            }
+            let why = if message.starts_with("HTTP 403") { "forbidden" } else { "unauthorized" };
+            anyhow::bail!("the API refused the key ({why}): {name}: {message}");
         }
+        // Each collector is recorded before the series it stands for (`check` counts them
+        // so); a failing collector still shows the last good values.
         let list = in_time(&snap.list).map_err(|e| e.context("ListGateways"));
         out.record(Timed { name: "gateway_list", elapsed: waited, result: list });
+        list_age(out);
         if !snap.listed {
             return match unreachable() {
                 Some(why) => Err(anyhow::anyhow!(why)),
@@ -439,9 +487,118 @@ impl Exporter for Ttn {
             elapsed: waited,
             result: stats.map_err(|e| e.context("GetGatewayConnectionStats")),
         });
+        for known in &selected {
+            render(out, snap, known, now, config);
+        }
         match unreachable() {
             Some(why) => Err(anyhow::anyhow!(why)),
             None => Ok(()),
+        }
+    }
+}
+
+/// Tells a capture's redactor the identifiers it could miss: ids given with `--gateway` (they
+/// may appear only in URL paths), the user or organization of `--user`/`--organization`, and
+/// every known gateway's id and EUI (registered in id order, so placeholders are stable).
+fn register_identifiers(config: &Config, snap: &Snapshot) {
+    match &config.selection {
+        Selection::Fixed(ids) => {
+            for id in ids {
+                capture::identifier(Identifier::Id, id);
+            }
+        }
+        Selection::List(ListScope::User(id) | ListScope::Organization(id)) => {
+            capture::identifier(Identifier::Name, id);
+        }
+        Selection::List(ListScope::All) => {}
+    }
+    for known in snap.gateways.iter() {
+        capture::identifier(Identifier::Id, &known.id);
+        if let Some(eui) = known.info.as_ref().and_then(|i| i.ids.eui.as_deref()) {
+            capture::identifier(Identifier::Serial, eui);
+        }
+    }
+}
+
+/// What `check` and the debug trace show besides the metrics: the API, the key's outcome,
+/// the cluster of each gateway, gateways without statistics, batch support and rate limits.
+/// Gateway ids are labels of every series anyway; they are no secret.
+fn notes(
+    out: &mut Scrape,
+    snap: &Snapshot,
+    selected: &[&cache::Known],
+    config: &Config,
+    now: Instant,
+) {
+    out.fact("identity server", config.api_url.as_str());
+    if snap.listed {
+        out.fact("gateways", snap.gateways.len().to_string());
+    }
+    match snap.auth_error() {
+        Some((name, _)) => {
+            let status = std::iter::once(&snap.list)
+                .chain(snap.clusters.values().map(|c| &c.phase))
+                .filter_map(|p| p.error.as_ref())
+                .find(|f| f.auth.is_some())
+                .and_then(|f| f.status);
+            out.login(match status {
+                Some(403) => format!("API key lacks a right (403): {name}"),
+                Some(status) => format!("API key refused ({status}): {name}"),
+                None => format!("API key refused: {name}"),
+            });
+        }
+        None if snap.list.ok_at.is_some()
+            || snap.clusters.values().any(|c| c.phase.ok_at.is_some()) =>
+        {
+            out.login("API key accepted");
+        }
+        None => {}
+    }
+    let mut not_connected = Vec::new();
+    for known in selected {
+        if let Some(record) = snap.stats.get(&known.id)
+            && matches!(*record.reply, StatsReply::NotConnected)
+        {
+            not_connected.push(known.id.as_str());
+        }
+    }
+    for known in selected.iter().take(MAX_GATEWAY_NOTES) {
+        out.quirk(format!("gateway {} on cluster {}", known.id, known.cluster.host));
+    }
+    if selected.len() > MAX_GATEWAY_NOTES {
+        out.quirk(format!("… and {} more gateways", selected.len() - MAX_GATEWAY_NOTES));
+    }
+    for id in not_connected.iter().take(MAX_GATEWAY_NOTES) {
+        out.quirk(format!(
+            "gateway {id} not connected (404 not_connected: never connected to its cluster, or              gone for more than 48 h)"
+        ));
+    }
+    if not_connected.len() > MAX_GATEWAY_NOTES {
+        out.quirk(format!(
+            "… and {} more gateways not connected",
+            not_connected.len() - MAX_GATEWAY_NOTES
+        ));
+    }
+    for (host, state) in &snap.clusters {
+        match state.batch {
+            BatchMode::Batch => {}
+            BatchMode::Unsupported => out.quirk(format!(
+                "cluster {host} has no batch statistics endpoint (older than 3.21): one call per                  gateway"
+            )),
+            BatchMode::KeyCannot => out.quirk(format!(
+                "cluster {host} refuses batch calls with this key (not a user or organization                  key): one call per gateway"
+            )),
+        }
+    }
+    let phases = std::iter::once(("the Identity Server", &snap.list))
+        .chain(snap.clusters.iter().map(|(host, c)| (host.as_str(), &c.phase)));
+    for (server, phase) in phases {
+        if phase.rate_limited(now) {
+            let wait = phase.due.map(|due| due.saturating_duration_since(now)).unwrap_or_default();
+            out.quirk(format!(
+                "rate limited (429) by {server}; retry after {} s",
+                wait.as_secs_f64().ceil()
+            ));
         }
     }
 }

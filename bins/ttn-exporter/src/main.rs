@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use exporter_core::Command;
 use ttn_exporter::{Flags, INFO, Startup, Ttn};
 
 fn main() -> ExitCode {
@@ -10,11 +11,13 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     exporter_core::run(cli, |flags, opts| {
-        Ttn::start(Startup {
+        let ttn = Ttn::start(Startup {
             flags,
             given: opts.set_flags.clone(),
             config_file: opts.config_file.clone(),
             state_directory: opts.state_directory.clone(),
-        })
+        })?;
+        // `check` and `capture` look at every gateway in one scrape (`*`).
+        Ok(if opts.command == Command::Serve { ttn } else { ttn.for_command() })
     })
 }

@@ -5,7 +5,13 @@ use std::time::Duration;
 
 use exporter_core::Scrape;
 
-use crate::{api, cache::LastSeen, client::StatsReply, health::HealthSnapshot, wire::Timestamp};
+use crate::{
+    api,
+    cache::LastSeen,
+    client::StatsReply,
+    health::{BUCKETS, HealthSnapshot},
+    wire::Timestamp,
+};
 
 const CACHED: &str = "cached up to --stats-ttl and served at most --stats-max-stale longer \
                       while the API cannot be reached or rate-limits (see \
@@ -130,17 +136,20 @@ pub fn api_health(out: &mut Scrape, h: &HealthSnapshot) {
             );
         }
     }
-    {
-        // TODO(core histogram): a histogram `api_request_duration_seconds` with
-        // health::BUCKETS once exporter-core's Scrape can write histograms.
-        let mut seconds = out.counter(
-            "api_request_duration_seconds_total",
-            "Seconds spent in API calls since the exporter started, by cluster and endpoint \
-             (divide its rate by the rate of ttn_api_requests_total for the mean duration).",
+    let mut durations = out.histogram(
+        "api_request_duration_seconds",
+        "Duration of the API calls the exporter made since it started, by cluster and endpoint \
+         (answered or not).",
+    );
+    for ((cluster, endpoint), hist) in &h.durations {
+        let buckets: Vec<(f64, u64)> =
+            BUCKETS.iter().copied().zip(hist.buckets.iter().copied()).collect();
+        durations.sample(
+            &[("cluster", cluster), ("endpoint", endpoint.label())],
+            &buckets,
+            hist.sum,
+            hist.count,
         );
-        for ((cluster, endpoint), hist) in &h.durations {
-            seconds.sample(&[("cluster", cluster), ("endpoint", endpoint.label())], hist.sum);
-        }
     }
     let rate = "on the last answer from the cluster that carried the header (absent while the \
                 server sends none: its rate limiting is off)";

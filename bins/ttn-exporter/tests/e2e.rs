@@ -645,3 +645,33 @@ async fn api_health_per_cluster_and_rate_limit_budget() {
     }
     server.shutdown().await;
 }
+
+/// Every request any server of the simulator received.
+fn all_requests(sim: &TtnSim) -> u64 {
+    sim.identity.counters().total()
+        + sim.clusters.iter().map(|c| c.server.counters().total()).sum::<u64>()
+}
+
+/// Issue 15: warm sequential scrapes within --stats-ttl and --gateways-refresh make no API
+/// request at all (of any endpoint, on any server), for `/metrics` and for one gateway, while
+/// every scrape still shows every gateway with the cached values.
+#[tokio::test]
+async fn warm_sequential_scrapes_within_the_ttl_make_no_request() {
+    let sim = sim(12, |_| {}).await;
+    let server =
+        serve(config(&sim, &["--stats-ttl", "1h", "--gateways-refresh", "1h"]), USER_KEY).await;
+    let first = metrics(&server).await;
+    assert_eq!(value(&first, "ttn_up"), Some(1.0), "{first}");
+    let cold = all_requests(&sim);
+    assert_eq!(cold, 4, "a cold scrape: the list and one batch per cluster");
+    for _ in 0..5 {
+        let text = metrics(&server).await;
+        assert_eq!(value(&text, "ttn_up"), Some(1.0), "{text}");
+        assert_eq!(count_series(&text, "ttn_gateway_connected"), 12);
+        let (status, one) = get(&server, "/probe?target=gw-0003", None).await;
+        assert_eq!(status, 200);
+        assert!(one.contains("ttn_gateway_connected{gateway_id=\"gw-0003\"} 1"), "{one}");
+    }
+    assert_eq!(all_requests(&sim), cold, "warm scrapes within the TTL made API requests");
+    server.shutdown().await;
+}
