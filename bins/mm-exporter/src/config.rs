@@ -14,7 +14,7 @@ use std::{
 
 use exporter_core::config::{self, Labels};
 
-use crate::{Flags, Target, metrics::RenderOptions};
+use crate::{Flags, Target, metrics::RenderOptions, statics::Ttl};
 
 /// The file's format; every key is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
@@ -28,6 +28,8 @@ pub struct File {
     pub expose_identifiers: Option<bool>,
     /// As `--expose-location`.
     pub expose_location: Option<bool>,
+    /// As `--static-ttl` (`10m`, `1h`, `30s`, `0s`).
+    pub static_ttl: Option<String>,
     /// Target labels per modem device id (`DeviceIdentifier`, or `<id>-2` for a second
     /// identical modem), served with that modem's target on `/sd`.
     #[serde(default)]
@@ -35,8 +37,13 @@ pub struct File {
 }
 
 /// The flags of [`Flags`] the file can also set, by long name.
-pub const FILE_FLAGS: &[&str] =
-    &["--bus-address", "--signal-rate", "--expose-identifiers", "--expose-location"];
+pub const FILE_FLAGS: &[&str] = &[
+    "--bus-address",
+    "--signal-rate",
+    "--expose-identifiers",
+    "--expose-location",
+    "--static-ttl",
+];
 
 /// Where the running settings come from: the parsed flags, which of them were given
 /// explicitly, and the config file (if any).
@@ -53,6 +60,8 @@ pub struct Source {
 pub struct Settings {
     pub bus_address: Option<String>,
     pub signal_rate: u32,
+    /// How long SIM properties are cached.
+    pub static_ttl: std::time::Duration,
     pub render: RenderOptions,
     pub modem_labels: BTreeMap<String, Labels>,
     /// `(flag, value with its source)` for the landing page.
@@ -138,9 +147,17 @@ impl Source {
             &mut described,
             bool::to_string,
         );
+        let static_ttl = self.pick(
+            "--static-ttl",
+            f.static_ttl,
+            file.static_ttl.and_then(|t| t.parse::<Ttl>().ok()),
+            &mut described,
+            Ttl::to_string,
+        );
         Settings {
             bus_address,
             signal_rate,
+            static_ttl: static_ttl.0,
             render: RenderOptions { expose_identifiers, expose_location },
             modem_labels: file.modem_labels,
             described,
@@ -169,6 +186,9 @@ fn check(path: &Path, file: &File) -> anyhow::Result<()> {
             !address.trim().is_empty(),
             "{name}: bus_address: empty (leave the key out for the system bus)"
         );
+    }
+    if let Some(ttl) = &file.static_ttl {
+        ttl.parse::<Ttl>().map_err(|e| anyhow::anyhow!("{name}: static_ttl: {e:#}"))?;
     }
     for (id, labels) in &file.modem_labels {
         match id.parse::<Target>() {

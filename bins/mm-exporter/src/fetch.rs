@@ -6,34 +6,60 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use zbus::{Connection, fdo, names::InterfaceName, proxy::CacheProperties};
+use zbus::{Connection, OwnedObjectPath, OwnedVariant};
 
 use crate::{
+    capture,
     dbus::{self, MANAGER_PATH, SERVICE, iface},
     decode::{self, Props},
     model::{Bearer, Location, Modem, Sim},
+    statics::Statics,
 };
 
 /// Every managed object: path → interface → properties.
 pub type Objects = HashMap<String, HashMap<String, Props>>;
 
-/// `ObjectManager.GetManagedObjects` on the manager object.
-pub async fn managed_objects(conn: &Connection) -> anyhow::Result<Objects> {
-    let proxy = fdo::ObjectManagerProxy::builder(conn)
-        .destination(SERVICE)
-        .path(MANAGER_PATH)
-        .cache_properties(CacheProperties::No)
-        .build()
-        .await
-        .context("GetManagedObjects")?;
-    let objects = proxy.get_managed_objects().await.context("GetManagedObjects")?;
-    Ok(objects
-        .into_iter()
-        .map(|(path, ifaces)| {
-            let ifaces = ifaces.into_iter().map(|(name, props)| (name.to_string(), props));
-            (path.as_str().to_owned(), ifaces.collect())
-        })
-        .collect())
+/// The standard properties interface.
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+
+/// What `GetManagedObjects` returned, and who answered it.
+#[derive(Debug, Default)]
+pub struct Managed {
+    pub objects: Objects,
+    /// The unique bus name of the ModemManager that answered (`:1.23`): a new one means the
+    /// daemon restarted, so everything cached from the old one is stale.
+    pub owner: Option<String>,
+}
+
+/// `ObjectManager.GetManagedObjects` on the manager object. A daemon that is not running
+/// gets an error saying so in plain words.
+pub async fn managed_objects(conn: &Connection) -> anyhow::Result<Managed> {
+    let reply = capture::call(
+        conn,
+        MANAGER_PATH,
+        "org.freedesktop.DBus.ObjectManager",
+        "GetManagedObjects",
+        &(),
+        Vec::new,
+    )
+    .await;
+    let msg = match reply {
+        Ok(msg) => msg,
+        Err(err) if dbus::is_service_unknown(&err) => {
+            anyhow::bail!(
+                "GetManagedObjects: ModemManager is not running (nobody owns {SERVICE} on the \
+                 bus; start it with `systemctl start ModemManager`); the bus answered {}",
+                capture::error_text(&err)
+            );
+        }
+        Err(err) => return Err(anyhow::Error::new(err).context("GetManagedObjects")),
+    };
+    let owner = msg.header().sender().map(|s| s.as_str().to_owned());
+    let objects: HashMap<OwnedObjectPath, HashMap<String, Props>> =
+        msg.body().deserialize().context("GetManagedObjects: unexpected reply")?;
+    let objects =
+        objects.into_iter().map(|(path, ifaces)| (path.as_str().to_owned(), ifaces)).collect();
+    Ok(Managed { objects, owner })
 }
 
 /// Decodes the modems among `objects`, ordered by path index, with duplicate device ids made
@@ -72,22 +98,14 @@ pub async fn get_all(
     path: &str,
     interface: &str,
 ) -> anyhow::Result<Option<Props>> {
-    let proxy = fdo::PropertiesProxy::builder(conn)
-        .destination(SERVICE)
-        .path(path.to_owned())
-        .cache_properties(CacheProperties::No)
-        .build()
-        .await?;
-    let name = InterfaceName::try_from(interface)?;
-    match proxy.get_all(name).await {
-        Ok(props) => Ok(Some(props)),
-        Err(err) => {
-            let err = match err {
-                fdo::Error::ZBus(err) => err,
-                other => zbus::Error::from(other),
-            };
-            if dbus::is_gone(&err) { Ok(None) } else { Err(err.into()) }
-        }
+    let reply = capture::call(conn, path, PROPERTIES, "GetAll", &(interface,), || {
+        vec![serde_json::Value::from(interface)]
+    })
+    .await;
+    match reply {
+        Ok(msg) => Ok(Some(msg.body().deserialize::<Props>()?)),
+        Err(err) if dbus::is_gone(&err) => Ok(None),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -116,38 +134,74 @@ pub async fn bearers(
     (out, first_err)
 }
 
+/// What [`sims`] returned for one modem.
+#[derive(Debug, Default)]
+pub struct Sims {
+    pub sims: Vec<Sim>,
+    /// The first error (the SIMs read before or after it are kept).
+    pub err: Option<anyhow::Error>,
+    /// How many SIMs were read from ModemManager in this scrape.
+    pub read: usize,
+    /// The age of each SIM taken from the cache, by path.
+    pub cached: Vec<(String, std::time::Duration)>,
+}
+
 /// The SIMs of `modem`: every filled slot of `SimSlots` (slot = 1-based index), or the `Sim`
-/// property (slot 0) on modems without multi-slot support.
+/// property (slot 0) on modems without multi-slot support. Each SIM's properties come from
+/// `cache` when it holds them for the daemon `owner`, else from `Properties.GetAll`.
 pub async fn sims(
     conn: &Connection,
     modem: &Modem,
+    cache: &Statics,
+    owner: Option<&str>,
     notes: &mut Vec<String>,
-) -> (Vec<Sim>, Option<anyhow::Error>) {
+) -> Sims {
+    let mut out = Sims::default();
     let mut wanted: Vec<(u32, &str)> = Vec::new();
-    if let Some(slots) = modem.sim_slots.as_ref().filter(|s| !s.is_empty()) {
-        for (i, slot) in slots.iter().enumerate() {
-            if let (Some(path), Ok(n)) = (slot, u32::try_from(i + 1)) {
-                wanted.push((n, path));
+    for (slot, path) in sim_paths(modem) {
+        match owner.and_then(|o| cache.sim(o, path)) {
+            Some((props, age)) => {
+                out.sims.push(decode::sim(path, slot, &props, notes));
+                out.cached.push((path.to_owned(), age));
             }
+            None => wanted.push((slot, path)),
         }
-    } else if let Some(path) = &modem.sim_path {
-        wanted.push((0, path));
     }
     let calls = wanted
         .into_iter()
         .map(|(slot, path)| async move { (slot, path, get_all(conn, path, iface::SIM).await) });
-    let mut out = Vec::new();
-    let mut first_err = None;
     for (slot, path, result) in join_all(calls).await {
         match result {
-            Ok(Some(props)) => out.push(decode::sim(path, slot, &props, notes)),
+            Ok(Some(props)) => {
+                out.read += 1;
+                if let Some(o) = owner {
+                    cache.store_sim(o, path, &props);
+                }
+                out.sims.push(decode::sim(path, slot, &props, notes));
+            }
             Ok(None) => notes.push(format!("{path}: SIM vanished during the scrape")),
             Err(err) => {
-                first_err.get_or_insert(err.context(format!("GetAll Sim {path}")));
+                out.err.get_or_insert(err.context(format!("GetAll Sim {path}")));
             }
         }
     }
-    (out, first_err)
+    out.sims.sort_by_key(|s| s.slot);
+    out
+}
+
+/// The SIM object paths of `modem` with their slot numbers (see [`sims`]).
+pub fn sim_paths(modem: &Modem) -> Vec<(u32, &str)> {
+    let mut wanted: Vec<(u32, &str)> = Vec::new();
+    if let Some(slots) = modem.sim_slots.as_ref().filter(|s| !s.is_empty()) {
+        for (i, slot) in slots.iter().enumerate() {
+            if let (Some(path), Ok(n)) = (slot, u32::try_from(i + 1)) {
+                wanted.push((n, path.as_str()));
+            }
+        }
+    } else if let Some(path) = &modem.sim_path {
+        wanted.push((0, path.as_str()));
+    }
+    wanted
 }
 
 /// The result of [`location`].
@@ -174,13 +228,9 @@ pub async fn location(
         return Ok(LocationFetch::NotNeeded);
     }
     let path = modem.path.as_str();
-    let proxy = dbus::LocationProxy::builder(conn)
-        .path(path.to_owned())
-        .cache_properties(CacheProperties::No)
-        .build()
-        .await
-        .context("GetLocation")?;
-    match proxy.get_location().await {
+    let reply = capture::call(conn, path, iface::LOCATION, "GetLocation", &(), Vec::new).await;
+    let map = reply.and_then(|msg| msg.body().deserialize::<HashMap<u32, OwnedVariant>>());
+    match map {
         Ok(map) => {
             let keys: Vec<zbus::Variant<'static>> =
                 map.keys().map(|k| zbus::Variant::from(*k)).collect();

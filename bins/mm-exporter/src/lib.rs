@@ -9,6 +9,7 @@
 //! Layout: [`dbus`] names and proxies, [`fetch`] the calls, [`decode`] untyped D-Bus values →
 //! [`model`] types, [`metrics`] pure render functions, [`config`] the `--config-file`.
 
+pub mod capture;
 pub mod config;
 pub mod dbus;
 pub mod decode;
@@ -17,6 +18,7 @@ pub mod fetch;
 pub mod metrics;
 pub mod model;
 pub mod setup;
+pub mod statics;
 
 use std::{
     collections::HashSet,
@@ -70,6 +72,12 @@ pub struct Flags {
     /// export the GPS position (personal data)
     #[argh(switch)]
     pub expose_location: bool,
+
+    /// how long each SIM's properties (ICCID, IMSI, EID, operator) read with
+    /// Properties.GetAll are cached, e.g. 10m (the default), 1h or 30s (0s: every scrape); a
+    /// new SIM object or a restarted ModemManager is read at once
+    #[argh(option, default = "statics::Ttl(statics::DEFAULT_STATIC_TTL)")]
+    pub static_ttl: statics::Ttl,
 }
 
 impl Default for Flags {
@@ -79,6 +87,7 @@ impl Default for Flags {
             signal_rate: 10,
             expose_identifiers: false,
             expose_location: false,
+            static_ttl: statics::Ttl(statics::DEFAULT_STATIC_TTL),
         }
     }
 }
@@ -160,6 +169,7 @@ pub struct ModemManager {
     settings: Live<Settings>,
     bus: Arc<Bus>,
     setup: Arc<SignalSetup>,
+    statics: statics::Statics,
     watcher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -187,7 +197,9 @@ impl ModemManager {
     fn build(source: Source, settings: Settings) -> ModemManager {
         let bus = Arc::new(Bus::new(settings.bus_address.clone()));
         let setup = Arc::new(SignalSetup::new(settings.signal_rate));
+        let statics = statics::Statics::new(settings.static_ttl);
         ModemManager {
+            statics,
             source,
             settings: Live::new(settings),
             bus,
@@ -236,6 +248,7 @@ impl ModemManager {
             );
         }
         self.setup.set_rate(new.signal_rate);
+        self.statics.set_ttl(new.static_ttl);
         self.settings.store(new);
         Ok(())
     }
@@ -245,7 +258,7 @@ impl ModemManager {
     async fn present_device_ids(&self, limit: Duration) -> anyhow::Result<Vec<String>> {
         let list = async {
             let conn = self.bus.connection().await?;
-            let objects = fetch::managed_objects(&conn).await?;
+            let objects = fetch::managed_objects(&conn).await?.objects;
             let mut notes = Vec::new();
             anyhow::Ok(fetch::modems(&objects, &mut notes).into_iter().map(|m| m.device_id))
         };
@@ -261,28 +274,51 @@ impl ModemManager {
         let conn = tokio::time::timeout_at(deadline.into(), self.bus.connection())
             .await
             .map_err(|_| anyhow::anyhow!("connect to D-Bus: scrape deadline exceeded"))??;
-        let (objects, version) = tokio::join!(
-            timed("modems", deadline, fetch::managed_objects(&conn)),
-            timed("daemon", deadline, fetch::daemon_version(&conn)),
-        );
-        let objects_elapsed = objects.elapsed;
-        let objects = match objects.result {
-            Ok(objects) => {
-                out.record(Timed { name: "modems", elapsed: objects_elapsed, result: Ok(()) });
-                objects
+        let managed = timed("modems", deadline, fetch::managed_objects(&conn)).await;
+        let managed_elapsed = managed.elapsed;
+        let fetch::Managed { objects, owner } = match managed.result {
+            Ok(managed) => {
+                out.record(Timed { name: "modems", elapsed: managed_elapsed, result: Ok(()) });
+                managed
             }
             Err(err) => {
+                self.statics.clear();
                 if conn.is_closed() {
                     self.bus.forget(&conn).await;
                 }
                 return Err(err);
             }
         };
-        let daemon_version = out.record(version).flatten();
+        let cached_version = owner.as_deref().and_then(|o| self.statics.version(o));
+        let daemon_version = match (cached_version, owner.as_deref()) {
+            (Some((version, age)), Some(o)) => {
+                out.note(format!(
+                    "daemon: Version {} cached from ModemManager {o}, read {:.0}s ago (read \
+                     again when the daemon restarts)",
+                    version.as_deref().unwrap_or("(absent)"),
+                    age.as_secs_f64()
+                ));
+                version
+            }
+            _ => {
+                let read = timed("daemon", deadline, fetch::daemon_version(&conn)).await;
+                if let (Ok(version), Some(o)) = (&read.result, owner.as_deref()) {
+                    self.statics.store_version(o, version.clone());
+                }
+                out.record(read).flatten()
+            }
+        };
         let mut notes = Vec::new();
         let mut modems = fetch::modems(&objects, &mut notes);
         let present: HashSet<String> = modems.iter().map(|m| m.path.clone()).collect();
         self.setup.retain(&present);
+        if let Some(o) = owner.as_deref() {
+            let sims: HashSet<String> = modems
+                .iter()
+                .flat_map(|m| fetch::sim_paths(m).into_iter().map(|(_, p)| p.to_owned()))
+                .collect();
+            self.statics.retain_sims(o, &sims);
+        }
         if let Target::Device(id) = target {
             modems.retain(|m| &m.device_id == id);
             if modems.is_empty() {
@@ -299,7 +335,7 @@ impl ModemManager {
         }
 
         let start = Instant::now();
-        let calls = modems.iter().map(|m| details(&conn, m));
+        let calls = modems.iter().map(|m| details(&conn, m, &self.statics, owner.as_deref()));
         let results = tokio::time::timeout_at(deadline.into(), fetch::join_all(calls)).await;
         let elapsed = start.elapsed();
         let Ok(results) = results else {
@@ -317,17 +353,31 @@ impl ModemManager {
             return Ok(Snapshot { daemon_version, modems });
         };
         let (mut bearer_err, mut sim_err, mut location_err) = (None, None, None);
+        let (mut sims_read, mut sims_cached) = (0, 0);
         for (m, d) in modems.iter_mut().zip(results) {
             notes.extend(d.notes);
             m.bearers = d.bearers;
-            m.sims = d.sims;
+            m.sims = d.sims.sims;
             bearer_err = bearer_err.or(d.bearer_err);
-            sim_err = sim_err.or(d.sim_err);
+            sim_err = sim_err.or(d.sims.err);
+            sims_read += d.sims.read;
+            sims_cached += d.sims.cached.len();
+            for (path, age) in d.sims.cached {
+                notes.push(format!(
+                    "sims: {path} cached, read {:.0}s ago (--static-ttl {})",
+                    age.as_secs_f64(),
+                    statics::Ttl(self.statics.ttl())
+                ));
+            }
             match d.location {
                 Ok(fetch::LocationFetch::NotNeeded) => {}
                 Ok(fetch::LocationFetch::Got(loc)) => m.location = Some(loc),
                 Ok(fetch::LocationFetch::Unauthorized) => {
                     notes.push(format!("{}: Location.GetLocation refused by polkit", m.path));
+                    out.quirk(format!(
+                        "modem {}: Location.GetLocation refused by polkit (Unauthorized)",
+                        m.device_id
+                    ));
                 }
                 Err(e) => location_err = location_err.or(Some(e)),
             }
@@ -336,7 +386,11 @@ impl ModemManager {
             }
         }
         out.record(Timed { name: "bearers", elapsed, result: bearer_err.map_or(Ok(()), Err) });
-        out.record(Timed { name: "sims", elapsed, result: sim_err.map_or(Ok(()), Err) });
+        // The sims collector reports on reads only: a scrape served wholly from the cache
+        // leaves it out, as smarthub does for its cached facts.
+        if sims_read > 0 || sim_err.is_some() || sims_cached == 0 {
+            out.record(Timed { name: "sims", elapsed, result: sim_err.map_or(Ok(()), Err) });
+        }
         out.record(Timed { name: "location", elapsed, result: location_err.map_or(Ok(()), Err) });
         flush_notes(out, notes);
         Ok(Snapshot { daemon_version, modems })
@@ -347,25 +401,29 @@ impl ModemManager {
 struct Details {
     bearers: Vec<model::Bearer>,
     bearer_err: Option<anyhow::Error>,
-    sims: Vec<model::Sim>,
-    sim_err: Option<anyhow::Error>,
+    sims: fetch::Sims,
     location: anyhow::Result<fetch::LocationFetch>,
     notes: Vec<String>,
 }
 
 /// Bearers, SIMs and (when needed) the 3GPP location of one modem, concurrently.
-async fn details(conn: &Connection, m: &model::Modem) -> Details {
+async fn details(
+    conn: &Connection,
+    m: &model::Modem,
+    statics: &statics::Statics,
+    owner: Option<&str>,
+) -> Details {
     let (mut bearer_notes, mut sim_notes, mut location_notes) =
         (Vec::new(), Vec::new(), Vec::new());
-    let ((bearers, bearer_err), (sims, sim_err), location) = tokio::join!(
+    let ((bearers, bearer_err), sims, location) = tokio::join!(
         fetch::bearers(conn, m, &mut bearer_notes),
-        fetch::sims(conn, m, &mut sim_notes),
+        fetch::sims(conn, m, statics, owner, &mut sim_notes),
         fetch::location(conn, m, &mut location_notes),
     );
     let mut notes = bearer_notes;
     notes.extend(sim_notes);
     notes.extend(location_notes);
-    Details { bearers, bearer_err, sims, sim_err, location, notes }
+    Details { bearers, bearer_err, sims, location, notes }
 }
 
 impl Exporter for ModemManager {
@@ -382,6 +440,7 @@ impl Exporter for ModemManager {
         let settings = self.settings.load();
         self.start_watcher();
         let snapshot = self.fetch(target, out).await?;
+        describe(out, &snapshot);
         metrics::render(out, &snapshot, settings.render);
         Ok(())
     }
@@ -454,6 +513,67 @@ impl Drop for ModemManager {
 fn inner_deadline(deadline: Instant) -> Instant {
     let left = deadline.saturating_duration_since(Instant::now());
     deadline - (left / 10).min(Duration::from_millis(200))
+}
+
+/// What `check` shows about each modem (facts and quirks), and the identifiers a capture
+/// must hide that its generic rules cannot recognise (the 40-hex-digit `DeviceIdentifier`).
+fn describe(out: &mut Scrape, snap: &Snapshot) {
+    use exporter_core::capture::{self, Identifier};
+    if let Some(v) = &snap.daemon_version {
+        out.fact("ModemManager version", v.as_str());
+    }
+    out.fact("modems", snap.modems.len().to_string());
+    for m in &snap.modems {
+        let id = m.device_id.as_str();
+        if capture::active() {
+            capture::identifier(Identifier::Serial, id);
+            if let Some(base) = id.rsplit_once('-').map(|(b, _)| b) {
+                capture::identifier(Identifier::Serial, base);
+            }
+            let numbers =
+                m.equipment_identifier.iter().chain(m.own_numbers.iter().flatten()).chain(
+                    m.sims.iter().flat_map(|s| [&s.iccid, &s.imsi, &s.eid].into_iter().flatten()),
+                );
+            for n in numbers {
+                capture::identifier(Identifier::Number, n);
+            }
+            // GetLocation's coordinates sit inside variants, where the key rules do not look.
+            let gps = m.location.as_ref().and_then(|l| l.gps.as_ref());
+            for v in gps.into_iter().flat_map(|g| [g.latitude, g.longitude]).flatten() {
+                for text in [format!("{v}"), format!("{v:?}")] {
+                    if text.len() >= 4 {
+                        capture::identifier(Identifier::Position, &text);
+                    }
+                }
+            }
+        }
+        if let Some(model) = &m.model {
+            let model = match &m.manufacturer {
+                Some(maker) if !model.starts_with(maker.as_str()) => format!("{maker} {model}"),
+                _ => model.clone(),
+            };
+            out.fact(&format!("modem {id} model"), model);
+        }
+        if let Some(rev) = &m.revision {
+            out.fact(&format!("modem {id} firmware"), rev.as_str());
+        }
+        if let Some(state) = m.state {
+            let name = enums::name_or_code(enums::MODEM_STATE, state);
+            out.quirk(format!("modem {id}: state {name}"));
+            if state == -1 {
+                let reason = m.state_failed_reason.map_or_else(
+                    || "no reason given".to_owned(),
+                    |r| enums::name_or_code(enums::FAILED_REASON, r),
+                );
+                out.quirk(format!("modem {id} failed: {reason}"));
+            }
+        }
+        if m.signal_setup_success == Some(false) {
+            out.quirk(format!(
+                "modem {id}: Signal.Setup failed (polkit refusal is the usual cause; see the log)"
+            ));
+        }
+    }
 }
 
 fn flush_notes(out: &mut Scrape, notes: Vec<String>) {

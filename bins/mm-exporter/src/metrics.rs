@@ -40,7 +40,7 @@ pub fn render(out: &mut Scrape, snap: &Snapshot, opts: RenderOptions) {
 /// Daemon-wide metrics.
 pub fn daemon(out: &mut Scrape, snap: &Snapshot) {
     if let Some(version) = &snap.daemon_version {
-        out.gauge("info", "ModemManager daemon version (Manager.Version), value 1.")
+        out.gauge("info", "ModemManager daemon version (Manager.Version), value 1. Read once per daemon instance (again after it restarted).")
             .sample(&[("version", version)], 1.0);
     }
     out.gauge("modems", "Modems ModemManager manages that this scrape covers (with a device id).")
@@ -403,20 +403,20 @@ pub fn bearer(out: &mut Scrape, m: &Modem, b: &Bearer) {
 pub fn sim(out: &mut Scrape, m: &Modem, s: &Sim, opts: RenderOptions) {
     let slot = s.slot.to_string();
     let l: &[(&str, &str)] = &[("device_id", &m.device_id), ("slot", &slot)];
-    out.gauge("sim_active", "Whether the SIM is the active one (Sim.Active, 1.16+), 1 or 0; slot 0 = no multi-slot support.")
+    out.gauge("sim_active", "Whether the SIM is the active one (Sim.Active, 1.16+), 1 or 0; slot 0 = no multi-slot support. Cached per SIM object for --static-ttl.")
         .sample_opt(l, s.active.map(bool01));
     let (code, name) = (opt(&s.operator_identifier), opt(&s.operator_name));
     if !code.is_empty() || !name.is_empty() {
         out.info(
             "sim_operator_info",
-            "Operator that issued the SIM (Sim.OperatorIdentifier = MCCMNC, Sim.OperatorName), value 1.",
+            "Operator that issued the SIM (Sim.OperatorIdentifier = MCCMNC, Sim.OperatorName), value 1. Cached per SIM object for --static-ttl.",
             &[("device_id", &m.device_id), ("slot", &slot), ("operator_identifier", code), ("operator_name", name)],
         );
     }
     if opts.expose_identifiers {
         out.info(
             "sim_identity_info",
-            "SIM personal identifiers (Sim.SimIdentifier = ICCID, Imsi, Eid), value 1; only with --expose-identifiers.",
+            "SIM personal identifiers (Sim.SimIdentifier = ICCID, Imsi, Eid), value 1; only with --expose-identifiers. Cached per SIM object for --static-ttl.",
             &[
                 ("device_id", &m.device_id),
                 ("slot", &slot),

@@ -275,7 +275,7 @@ pub async fn setup_all(setup: &Arc<SignalSetup>, conn: &Connection) {
     if !setup.enabled() {
         return;
     }
-    let Ok(objects) = fetch::managed_objects(conn).await else { return };
+    let Ok(fetch::Managed { objects, .. }) = fetch::managed_objects(conn).await else { return };
     let mut notes = Vec::new();
     let modems = fetch::modems(&objects, &mut notes);
     let with_signal: HashSet<String> =

@@ -167,6 +167,7 @@ async fn registered_lte_with_signal_polling() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("modemmanager_up 1") && body.contains(&rsrp), "{body}");
     server.shutdown().await;
+    let _ = capture_and_replay(&rig, "real-mm-registered").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,6 +189,53 @@ async fn sim_missing_is_failed_and_the_exporter_still_serves() {
     assert!(text.contains(&format!("modemmanager_modem_state_code{{{sel}}} -1")), "{text}");
     // No Signal interface in the failed state: no setup attempt, no signal series.
     assert!(!text.contains("signal_setup_success") && !text.contains("modem_signal_lte"), "{text}");
+    let capture = capture_and_replay(&rig, "real-mm-sim-missing").await;
+    assert!(capture.contains("failed: sim-missing") || capture.contains("StateFailedReason"));
+}
+
+/// Captures one scrape of the real daemon with `mm-exporter capture`, replays it with
+/// device-sim's `DbusReplay` and asserts the replayed exposition equals the live one (less
+/// durations), and that no identifier of the real daemon's modem is in the file. With
+/// `UPDATE_CAPTURES=1` the file goes to `tests/captures/<name>.yml` (the corpus test then
+/// compares its replay with `<name>.prom`). Returns the capture text.
+async fn capture_and_replay(rig: &Rig, name: &str) -> String {
+    use exporter_core::{
+        Command,
+        capture::{Capture, CaptureFormat, comparable},
+    };
+    async fn capture(address: &str) -> String {
+        let mm = ModemManager::new(Flags {
+            bus_address: Some(address.to_owned()),
+            signal_rate: 0,
+            ..Flags::default()
+        });
+        let mut opts = ServeOptions::for_test(INFO);
+        opts.scrape_timeout = Duration::from_secs(10);
+        opts.command = Command::Capture {
+            target: Some("all".to_owned()),
+            out: std::path::PathBuf::from("-"),
+            format: CaptureFormat::Yaml,
+        };
+        let out = exporter_core::run_command(&mm, &opts).await;
+        assert_eq!(out.exit_code, 0, "{out:?}");
+        out.stdout
+    }
+    let text = capture(rig.bus.address()).await;
+    let live = Capture::from_slice(text.as_bytes()).unwrap();
+    let replay = device_sim::modem::replay::DbusReplay::start(&live, None).await.unwrap();
+    let replayed = Capture::from_slice(capture(replay.address()).await.as_bytes()).unwrap();
+    replay.stop().await;
+    assert_eq!(comparable(&replayed.exposition), comparable(&live.exposition), "{name}:\n{text}");
+    for id in ["356938035643809", "001010000000001"] {
+        assert!(!text.contains(id), "{name}: the capture holds {id}");
+    }
+    let ids = live.exposition.lines().filter(|l| l.contains("device_id=")).count();
+    assert!(ids > 0, "{name}: no modem series in the capture:\n{text}");
+    if std::env::var_os("UPDATE_CAPTURES").is_some_and(|v| v == "1") {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/captures");
+        std::fs::write(dir.join(format!("{name}.yml")), &text).unwrap();
+    }
+    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

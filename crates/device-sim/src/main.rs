@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: device-sim <demo|linkhub|ttn|smarthub|modem> [--listen 127.0.0.1:0] [knobs] (--help for a device's knobs)\n       device-sim replay FILE [--listen 127.0.0.1:0] (serve a capture file as the device)";
+const USAGE: &str = "usage: device-sim <demo|linkhub|ttn|smarthub|modem> [--listen 127.0.0.1:0] [knobs] (--help for a device's knobs)\n       device-sim replay FILE [--listen 127.0.0.1:0] (serve a capture file as the device; a D-Bus capture prints the bus address for --bus-address)";
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -7,8 +7,9 @@
 //! recorded order, then the last one again. Anything else gets a 404 naming the request.
 //! Exchanges recorded without a response (the exporter saw an error) answer 502.
 //!
-//! Only HTTP captures are served; a capture of D-Bus calls (mm-exporter) is refused with a
-//! clear error for now.
+//! [`Replay`] serves HTTP captures. A capture of D-Bus calls (mm-exporter) is served by
+//! [`crate::modem::replay::DbusReplay`] instead: a fake ModemManager on a private bus, whose
+//! address `device-sim replay` prints for mm-exporter's `--bus-address`.
 
 use std::{
     collections::HashMap,
@@ -64,8 +65,8 @@ impl Replay {
             let dbus = capture.exchanges.iter().any(|e| matches!(e, Exchange::Dbus(_)));
             anyhow::ensure!(
                 !dbus,
-                "this capture holds D-Bus calls (mm-exporter); replaying them as a fake \
-                 ModemManager is not implemented yet"
+                "this capture holds D-Bus calls (mm-exporter): serve it with \
+                 device_sim::modem::replay::DbusReplay (`device-sim replay FILE` does)"
             );
             anyhow::bail!("the capture holds no HTTP exchange to replay");
         }
@@ -192,7 +193,16 @@ pub async fn main(args: &[&str]) -> anyhow::Result<()> {
     let Some(args) = crate::http::parse_args::<Args>("device-sim replay", args)? else {
         return Ok(());
     };
-    let replay = Replay::from_file(&args.file)?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read the capture file {}", args.file.display()))?;
+    let capture = Capture::from_slice(&bytes)
+        .with_context(|| format!("capture file {}", args.file.display()))?;
+    if capture.http().next().is_none()
+        && capture.exchanges.iter().any(|e| matches!(e, Exchange::Dbus(_)))
+    {
+        return crate::modem::replay::run_cli(&capture).await;
+    }
+    let replay = Replay::new(&capture)?;
     crate::http::run_cli(Arc::new(replay), args.listen, Duration::ZERO, None).await
 }
 

@@ -14,6 +14,7 @@
 pub mod at;
 pub mod fake_mm;
 pub mod real_mm;
+pub mod replay;
 pub mod tools;
 
 use std::{
