@@ -85,6 +85,18 @@ fn parse(help: &str) -> anyhow::Result<Help> {
                 flag.description.push(' ');
             }
             flag.description.push_str(line.trim());
+        } else if section.title.starts_with("Commands") {
+            // `  check [--target T] [--json]`: a subcommand and its synopsis.
+            let synopsis = line.trim();
+            let (synopsis, description) = match synopsis.find("  ") {
+                Some(at) => (&synopsis[..at], synopsis[at..].trim()),
+                None => (synopsis, ""),
+            };
+            section.flags.push(Flag {
+                long: synopsis.to_owned(),
+                arg: None,
+                description: description.to_owned(),
+            });
         } else {
             section.flags.push(parse_flag_line(line)?);
         }
@@ -101,6 +113,11 @@ fn parse(help: &str) -> anyhow::Result<Help> {
         }
     }
     Ok(Help { description: paragraphs(&description), sections, epilogue: paragraphs(&epilogue) })
+}
+
+/// Whether a help section lists subcommands (`Commands (…):`) rather than flags.
+fn is_commands(section: &Section) -> bool {
+    section.title.starts_with("Commands")
 }
 
 /// `  --name <arg>   description` or `  --help, help   description`.
@@ -206,12 +223,27 @@ pub fn render(
     let _ = writeln!(
         out,
         ".PP\nIt serves \\fB/metrics\\fR (the configured target), \\fB/probe?target=\\fR \
-         (any target), \\fB/\\-/healthy\\fR and \\fB/\\-/ready\\fR on port {} by default.",
+         (a named or any other target), \\fB/sd\\fR (Prometheus HTTP service discovery), \
+         \\fB/\\-/reload\\fR (POST; also SIGHUP), \\fB/\\-/healthy\\fR and \\fB/\\-/ready\\fR on \
+         port {} by default.",
         exporter.port
     );
 
+    for section in help.sections.iter().filter(|s| is_commands(s)) {
+        out.push_str(".SH COMMANDS\n");
+        let _ = writeln!(out, "{}", escape(&section.title));
+        for command in &section.flags {
+            let _ = writeln!(
+                out,
+                ".TP\n\\fB{}\\fR\n{}",
+                literal(&command.long),
+                escape(&command.description)
+            );
+        }
+    }
+
     out.push_str(".SH OPTIONS\n");
-    for section in &help.sections {
+    for section in help.sections.iter().filter(|s| !is_commands(s)) {
         if section.title != "Options" {
             let _ = writeln!(out, ".SS {}", escape(&section.title));
         }
@@ -234,7 +266,7 @@ pub fn render(
     if !help.epilogue.is_empty() {
         let _ = writeln!(out, "{}", escape(&help.epilogue));
     }
-    for flag in help.sections.iter().flat_map(|s| &s.flags) {
+    for flag in help.sections.iter().filter(|s| !is_commands(s)).flat_map(|s| &s.flags) {
         if NO_ENV.contains(&flag.long.as_str()) {
             continue;
         }
@@ -334,6 +366,12 @@ Common flags:
   --healthcheck     check a running exporter, then exit 0 or 1
   --version         print the version and exit
 
+Commands (instead of serving; every flag above applies):
+  check [--target T] [--json]
+                    scrape each target once and print what worked
+  capture --out FILE [--target T]
+                    record one scrape, redacted
+
 Every flag can also be set by the environment variable DEMO_<FLAG>, the flag
 name in upper snake case.
 ";
@@ -352,7 +390,10 @@ name in upper snake case.
         let help = parse(HELP).unwrap();
         assert_eq!(help.description, "Prometheus exporter for demo devices.");
         let titles: Vec<&str> = help.sections.iter().map(|s| s.title.as_str()).collect();
-        assert_eq!(titles, ["Options", "Common flags"]);
+        assert_eq!(
+            titles,
+            ["Options", "Common flags", "Commands (instead of serving; every flag above applies)"]
+        );
         let own = &help.sections[0].flags;
         assert_eq!(own.len(), 4);
         assert_eq!(own[0].long, "--target");
@@ -374,9 +415,16 @@ name in upper snake case.
     #[test]
     fn renders_every_section_with_escaped_dashes() {
         let page = render(&demo(), HELP, "1.2.3", "2026-11-21").unwrap();
-        for section in
-            ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "ENVIRONMENT", "FILES", "SEE ALSO"]
-        {
+        for section in [
+            "NAME",
+            "SYNOPSIS",
+            "DESCRIPTION",
+            "COMMANDS",
+            "OPTIONS",
+            "ENVIRONMENT",
+            "FILES",
+            "SEE ALSO",
+        ] {
             assert!(page.contains(&format!(".SH {section}\n")), "no {section} in:\n{page}");
         }
         assert!(page.contains(".TH DEMO\\-EXPORTER 1 \"2026-11-21\" \"demo\\-exporter 1.2.3\""));
@@ -385,6 +433,11 @@ name in upper snake case.
         assert!(page.contains("see \\-\\-gateway too"));
         assert!(!page.contains("DEMO_HELP") && !page.contains("DEMO_VERSION"));
         assert!(!page.contains("DEMO_HEALTHCHECK"));
+        assert!(
+            page.contains(".TP\n\\fBcheck [\\-\\-target T] [\\-\\-json]\\fR\nscrape each target"),
+            "{page}"
+        );
+        assert!(!page.contains("DEMO_CHECK"), "commands have no environment variable");
         assert!(page.contains(".I /etc/default/demo\\-exporter"));
         // No line may start with a stray control character or contain a raw backslash escape
         // other than the ones written on purpose.
