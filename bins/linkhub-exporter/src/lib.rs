@@ -111,45 +111,8 @@ pub struct Flags {
     pub static_ttl: StaticTtl,
 }
 
-/// The `--static-ttl` duration: `10m`, `1h`, `30s` or `0s` (a unit is needed; up to 24 h).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StaticTtl(pub Duration);
-
-impl FromStr for StaticTtl {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<StaticTtl> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 =
-            num.parse().map_err(|_| anyhow::anyhow!("invalid duration {s:?} (e.g. 10m)"))?;
-        let secs = match unit {
-            "s" => Some(n),
-            "m" => n.checked_mul(60),
-            "h" => n.checked_mul(3600),
-            "" => anyhow::bail!("duration {s:?} needs a unit (s, m or h)"),
-            other => anyhow::bail!("invalid duration unit {other:?} in {s:?} (use s, m or h)"),
-        };
-        match secs {
-            Some(secs) if secs <= 24 * 3600 => Ok(StaticTtl(Duration::from_secs(secs))),
-            _ => anyhow::bail!("duration {s:?} must be at most 24h"),
-        }
-    }
-}
-
-impl fmt::Display for StaticTtl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0.as_secs();
-        if s > 0 && s.is_multiple_of(3600) {
-            write!(f, "{}h", s / 3600)
-        } else if s > 0 && s.is_multiple_of(60) {
-            write!(f, "{}m", s / 60)
-        } else {
-            write!(f, "{s}s")
-        }
-    }
-}
+/// The `--static-ttl` duration (exporter-core's, shared by every exporter).
+pub use exporter_core::config::Ttl as StaticTtl;
 
 /// The `--login-backoff` duration: an integer with an optional unit `s`, `m` or `h`
 /// (seconds without one); at least 1 s, at most 24 h.

@@ -14,13 +14,9 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fmt,
-    str::FromStr,
     sync::{Mutex, MutexGuard, PoisonError},
     time::{Duration, Instant},
 };
-
-use anyhow::{Context as _, bail};
 
 use crate::decode::Props;
 
@@ -105,44 +101,8 @@ impl Statics {
     }
 }
 
-/// A cache lifetime given as `10m`, `1h`, `30s` or `0s` (up to 24h).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ttl(pub Duration);
-
-impl FromStr for Ttl {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> anyhow::Result<Ttl> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num.parse().with_context(|| format!("invalid duration {s:?} (e.g. 10m)"))?;
-        let secs = match unit {
-            "s" => Some(n),
-            "m" => n.checked_mul(60),
-            "h" => n.checked_mul(3600),
-            "" => bail!("duration {s:?} needs a unit (s, m or h)"),
-            other => bail!("invalid duration unit {other:?} in {s:?} (use s, m or h)"),
-        };
-        match secs {
-            Some(secs) if secs <= 24 * 3600 => Ok(Ttl(Duration::from_secs(secs))),
-            _ => bail!("duration {s:?} must be at most 24h"),
-        }
-    }
-}
-
-impl fmt::Display for Ttl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0.as_secs();
-        if s > 0 && s.is_multiple_of(3600) {
-            write!(f, "{}h", s / 3600)
-        } else if s > 0 && s.is_multiple_of(60) {
-            write!(f, "{}m", s / 60)
-        } else {
-            write!(f, "{s}s")
-        }
-    }
-}
+/// The `--static-ttl` duration (exporter-core's, shared by every exporter).
+pub use exporter_core::config::Ttl;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

@@ -162,6 +162,46 @@ impl<T> Live<T> {
     }
 }
 
+/// A cache lifetime such as `--static-ttl`: `10m`, `1h`, `30s` or `0s` (a unit is needed; at
+/// most 24 h). Shared by every exporter so the flag reads the same everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl(pub std::time::Duration);
+
+impl std::str::FromStr for Ttl {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Ttl> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().with_context(|| format!("invalid duration {s:?} (e.g. 10m)"))?;
+        let secs = match unit {
+            "s" => Some(n),
+            "m" => n.checked_mul(60),
+            "h" => n.checked_mul(3600),
+            "" => anyhow::bail!("duration {s:?} needs a unit (s, m or h)"),
+            other => anyhow::bail!("invalid duration unit {other:?} in {s:?} (use s, m or h)"),
+        };
+        match secs {
+            Some(secs) if secs <= 24 * 3600 => Ok(Ttl(std::time::Duration::from_secs(secs))),
+            _ => anyhow::bail!("duration {s:?} must be at most 24h"),
+        }
+    }
+}
+
+impl std::fmt::Display for Ttl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0.as_secs();
+        if s > 0 && s.is_multiple_of(3600) {
+            write!(f, "{}h", s / 3600)
+        } else if s > 0 && s.is_multiple_of(60) {
+            write!(f, "{}m", s / 60)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
+}
+
 /// serde_yaml_ng appends " at line L column C" to its messages; the location is already in
 /// front of ours.
 fn strip_location(message: &str) -> String {
@@ -278,6 +318,19 @@ mod tests {
         assert_eq!(credential_path(Path::new("/etc/x/pw"), creds), Path::new("/etc/x/pw"));
         assert_eq!(credential_path(Path::new("home.password"), None), Path::new("home.password"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ttls_parse_and_print() {
+        for (text, secs) in [("10m", 600), ("1h", 3600), ("30s", 30), ("0s", 0), (" 5m ", 300)] {
+            assert_eq!(text.parse::<Ttl>().unwrap().0.as_secs(), secs, "{text}");
+        }
+        for bad in ["", "10", "10x", "m", "-5m", "25h", "1.5m"] {
+            assert!(bad.parse::<Ttl>().is_err(), "{bad}");
+        }
+        assert_eq!(Ttl(std::time::Duration::from_secs(600)).to_string(), "10m");
+        assert_eq!(Ttl(std::time::Duration::from_secs(90)).to_string(), "90s");
+        assert_eq!(Ttl(std::time::Duration::from_secs(7200)).to_string(), "2h");
     }
 
     #[test]
