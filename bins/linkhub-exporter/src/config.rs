@@ -242,12 +242,7 @@ impl Settings {
 
 /// Validates one entry and reads its password.
 fn entry_settings(name: &str, e: Entry, flags: &FlagTarget) -> anyhow::Result<TargetSettings> {
-    anyhow::ensure!(
-        !name.is_empty()
-            && name.len() <= 100
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
-        "invalid target name {name:?}: use letters, digits, '-', '_' and '.'"
-    );
+    exporter_core::config::validate_target_name(name)?;
     let address: Address = e.address.parse().context("address")?;
     let username = e.username.unwrap_or_else(|| flags.username.clone());
     anyhow::ensure!(

@@ -78,17 +78,7 @@ impl Targets {
         let mut named = BTreeMap::new();
         let mut by_address: BTreeMap<String, String> = BTreeMap::new();
         for (name, entry) in file.targets {
-            let valid = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-            if !valid {
-                bail!(
-                    "targets.{name}: invalid target name {name:?} (use up to 64 letters, digits, \
-                     '-', '_' or '.')"
-                );
-            }
+            config::validate_target_name(&name)?;
             config::validate_labels(&format!("targets.{name}.labels"), &entry.labels)?;
             if let Some(other) = by_address.insert(entry.address.to_string(), name.clone()) {
                 bail!(

@@ -112,6 +112,20 @@ pub fn permission_warning(path: &Path) -> Option<String> {
     })
 }
 
+/// Checks the name of a named target, the `?target=` value and `instance` that selects it:
+/// 1 to 64 letters, digits, `-`, `_` or `.`.
+pub fn validate_target_name(name: &str) -> anyhow::Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    anyhow::ensure!(
+        valid,
+        "targets.{name}: invalid target name {name:?} (use up to 64 letters, digits, '-', '_' \
+         or '.')"
+    );
+    Ok(())
+}
+
 /// Checks target labels: Prometheus label names (`[a-zA-Z_][a-zA-Z0-9_]*`), not reserved
 /// (`__…`, or `instance`, which `/sd` sets to the target) and values without control
 /// characters. `what` names the entry in the error.
@@ -270,6 +284,17 @@ mod tests {
         .unwrap();
         assert_eq!(file.timeout, Some(3));
         assert_eq!(file.targets["home"].labels["site"], "x");
+    }
+
+    #[test]
+    fn target_names_are_checked() {
+        for good in ["home", "cabin-2", "a.b_c"] {
+            validate_target_name(good).unwrap();
+        }
+        for bad in ["", "a b", "x/y", &"n".repeat(65)] {
+            let err = validate_target_name(bad).unwrap_err().to_string();
+            assert!(err.contains("invalid target name"), "{err}");
+        }
     }
 
     #[test]
