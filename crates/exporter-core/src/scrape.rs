@@ -57,7 +57,12 @@ pub struct Scrape {
     namespace: &'static str,
     target: String,
     deadline: Instant,
-    families: BTreeMap<String, FamilyEntry>,
+    /// The families in the order they were first written, and their positions by name
+    /// (the text is written sorted by name).
+    families: Vec<FamilyEntry>,
+    index: BTreeMap<String, usize>,
+    /// A reused buffer for family names being looked up.
+    key: String,
     pub(crate) collectors: Vec<CollectorOutcome>,
     pub(crate) trace: Vec<String>,
     /// What the device is (`model`, `firmware`, …), for `check`.
@@ -75,16 +80,23 @@ pub struct Family<'a> {
 }
 
 /// A family: its header and samples, kept as the text they are written as (no model objects:
-/// a scrape of 1000 gateways writes tens of thousands of samples), with the position of each
-/// label set, so that replacing a sample with the same labels costs one hash lookup.
+/// a scrape of 1000 gateways writes tens of thousands of samples). The label texts of all
+/// samples sit back to back in one buffer (no allocation per sample), and a family that
+/// grows gets an index from a hash of the label text, so that replacing a sample with the
+/// same labels stays one lookup.
 #[derive(Debug)]
 struct FamilyEntry {
     name: String,
     help: String,
     kind: Kind,
-    /// `(label text, value)`: the label text is `{k="v",…}` (escaped), or empty.
-    samples: Vec<(String, f64)>,
-    index: HashMap<String, usize>,
+    /// The label text of every sample (`{k="v",…}` escaped, or a histogram's
+    /// `_bucket{…}`), back to back.
+    labels: String,
+    /// Per sample: where its label text starts and ends in `labels`, and its value.
+    samples: Vec<(u32, u32, f64)>,
+    /// Hash of a label text to the first sample with that hash (built from [`INDEX_FROM`]
+    /// samples on); a hash shared by two label texts is settled by comparing the texts.
+    index: HashMap<u64, u32, PassThrough>,
 }
 
 /// Families with at least this many samples get a hash index of their label sets.
@@ -99,6 +111,37 @@ enum Kind {
 }
 
 impl FamilyEntry {
+    fn new(name: String, help: &str, kind: Kind) -> FamilyEntry {
+        FamilyEntry {
+            name,
+            help: help.to_owned(),
+            kind,
+            labels: String::new(),
+            samples: Vec::new(),
+            index: HashMap::default(),
+        }
+    }
+
+    /// The label text of sample `i`.
+    fn label(&self, i: usize) -> &str {
+        self.samples
+            .get(i)
+            .and_then(|&(start, end, _)| self.labels.get(start as usize..end as usize))
+            .unwrap_or("")
+    }
+
+    /// An upper estimate of the length of the family's text, to size the output once.
+    fn text_len(&self) -> usize {
+        if self.samples.is_empty() {
+            return 0;
+        }
+        self.help.len() * 2
+            + self.name.len() * (2 + self.samples.len())
+            + self.labels.len()
+            + self.samples.len() * 26
+            + 32
+    }
+
     /// Appends the family as text format 0.0.4 (nothing when it has no samples), exactly as
     /// the `prometheus` crate's `TextEncoder` writes it.
     fn write_text(&self, out: &mut String) {
@@ -119,11 +162,123 @@ impl FamilyEntry {
             Kind::Counter => " counter\n",
             Kind::Histogram => " histogram\n",
         });
-        for (labels, value) in &self.samples {
+        for (i, &(_, _, value)) in self.samples.iter().enumerate() {
             out.push_str(&self.name);
-            out.push_str(labels);
-            let _ = writeln!(out, " {value}");
+            out.push_str(self.label(i));
+            out.push(' ');
+            write_value(out, value);
+            out.push('\n');
         }
+    }
+
+    /// Takes the label text appended to `labels` since `start` as a new sample with `value`,
+    /// or, when a sample already has that text, replaces its value and drops the copy.
+    fn commit(&mut self, start: usize, value: f64) {
+        let indexed = self.samples.len() >= INDEX_FROM;
+        if indexed && self.index.is_empty() {
+            self.build_index();
+        }
+        let text = self.labels.get(start..).unwrap_or("");
+        let hash = if indexed { hash_text(text) } else { 0 };
+        let found = if indexed {
+            match self.index.get(&hash) {
+                Some(&i) if self.label(i as usize) == text => Some(i as usize),
+                // Two label texts with one hash: rare, settled by a scan.
+                Some(_) => (0..self.samples.len()).find(|&i| self.label(i) == text),
+                None => None,
+            }
+        } else {
+            // Small families (most of them) are scanned.
+            (0..self.samples.len()).find(|&i| self.label(i) == text)
+        };
+        match found {
+            Some(i) => {
+                if let Some(sample) = self.samples.get_mut(i) {
+                    sample.2 = value;
+                }
+                self.labels.truncate(start);
+            }
+            None => {
+                if indexed {
+                    self.index.entry(hash).or_insert(self.samples.len() as u32);
+                }
+                self.samples.push((start as u32, self.labels.len() as u32, value));
+            }
+        }
+    }
+
+    fn build_index(&mut self) {
+        let mut index = HashMap::with_capacity_and_hasher(self.samples.len() * 2, PassThrough);
+        for i in 0..self.samples.len() {
+            index.entry(hash_text(self.label(i))).or_insert(i as u32);
+        }
+        self.index = index;
+    }
+}
+
+/// FNV-1a over 8-byte words, then a final mix: a fast hash for label texts (written by the
+/// exporter itself, so no hash flooding to fear; collisions only cost a scan).
+fn hash_text(text: &str) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ text.len() as u64;
+    let mut chunks = text.as_bytes().chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(PRIME);
+    }
+    for &b in chunks.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
+}
+
+/// A hasher for keys that already are hashes ([`hash_text`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct PassThrough;
+
+impl std::hash::BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct PassThroughHasher(u64);
+
+impl std::hash::Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Appends a sample value as the text format writes it: integers without a fraction (most
+/// values: counters, states, dBm), others as the shortest text that reads back the same,
+/// and `+Inf`, `-Inf`, `NaN` spelled as Prometheus spells them.
+fn write_value(out: &mut String, value: f64) {
+    // 2^53: every integer up to it is exact in an f64. -0 keeps its sign through Display.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if value.fract() == 0.0 && value.abs() <= EXACT && !(value == 0.0 && value.is_sign_negative()) {
+        let mut buf = itoa::Buffer::new();
+        #[allow(clippy::cast_possible_truncation)]
+        out.push_str(buf.format(value as i64));
+    } else if value.is_nan() {
+        out.push_str("NaN");
+    } else if value.is_infinite() {
+        out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{value}");
     }
 }
 
@@ -147,25 +302,21 @@ fn escape_into(out: &mut String, text: &str, quote: bool) {
     out.push_str(rest);
 }
 
-/// `{k="v",…}` for `labels` (empty for none), values escaped.
-fn label_text(labels: &[(&str, &str)]) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
-    let mut out =
-        String::with_capacity(labels.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>() + 2);
+/// Appends `{k="v",…}` for `labels` (nothing for none), values escaped.
+fn label_text_into(out: &mut String, labels: &[(&str, &str)]) {
     let mut sep = '{';
     for (k, v) in labels {
         debug_assert!(valid_label_name(k), "invalid label name {k}");
         out.push(sep);
         out.push_str(k);
         out.push_str("=\"");
-        escape_into(&mut out, v, true);
+        escape_into(out, v, true);
         out.push('"');
         sep = ',';
     }
-    out.push('}');
-    out
+    if sep == ',' {
+        out.push('}');
+    }
 }
 
 impl Scrape {
@@ -175,7 +326,9 @@ impl Scrape {
             namespace,
             target: target.into(),
             deadline,
-            families: BTreeMap::new(),
+            families: Vec::new(),
+            index: BTreeMap::new(),
+            key: String::new(),
             collectors: Vec::new(),
             trace: Vec::new(),
             facts: Vec::new(),
@@ -283,7 +436,7 @@ impl Scrape {
 
     /// The samples written so far.
     fn sample_count(&self) -> usize {
-        self.families.values().map(|f| f.samples.len()).sum()
+        self.families.iter().map(|f| f.samples.len()).sum()
     }
 
     /// The gauge family `<ns>_<name>`, created on first use in this scrape.
@@ -329,9 +482,11 @@ impl Scrape {
     /// The families written so far, as Prometheus text format 0.0.4 (without the core's
     /// `<ns>_up` and duration metrics). Render tests compare this with golden files.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        for family in self.families.values() {
-            family.write_text(&mut out);
+        let mut out = String::with_capacity(self.families.iter().map(FamilyEntry::text_len).sum());
+        for &i in self.index.values() {
+            if let Some(family) = self.families.get(i) {
+                family.write_text(&mut out);
+            }
         }
         out
     }
@@ -343,15 +498,24 @@ impl Scrape {
     }
 
     fn family(&mut self, name: &str, help: &str, kind: Kind) -> Family<'_> {
-        let full = format!("{}_{name}", self.namespace);
-        debug_assert!(valid_metric_name(&full), "invalid metric name {full}");
-        let entry = self.families.entry(full.clone()).or_insert_with(|| FamilyEntry {
-            name: full,
-            help: help.to_owned(),
-            kind,
-            samples: Vec::new(),
-            index: HashMap::new(),
-        });
+        // Look the family up by a name assembled in a reused buffer: a family written again
+        // (once per gateway, per modem…) costs no allocation.
+        let mut key = std::mem::take(&mut self.key);
+        key.clear();
+        key.push_str(self.namespace);
+        key.push('_');
+        key.push_str(name);
+        debug_assert!(valid_metric_name(&key), "invalid metric name {key}");
+        let i = match self.index.get(key.as_str()) {
+            Some(&i) => i,
+            None => {
+                self.families.push(FamilyEntry::new(key.clone(), help, kind));
+                self.index.insert(key.clone(), self.families.len() - 1);
+                self.families.len() - 1
+            }
+        };
+        let entry = &mut self.families[i];
+        self.key = key;
         debug_assert_eq!(entry.kind, kind, "metric {name} used with two types");
         Family { entry }
     }
@@ -361,33 +525,11 @@ impl Family<'_> {
     /// Adds the sample `labels` = `value`. A second sample with the same labels replaces the
     /// first, so the output never has duplicate series.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        self.push_raw(label_text(labels), value);
-        self
-    }
-
-    /// Adds a sample by the text after the family name (`{labels}`, or a histogram's
-    /// `_bucket{…}`), replacing one with the same text.
-    fn push_raw(&mut self, text: String, value: f64) {
         let entry = &mut *self.entry;
-        // Small families (most of them) are scanned; the index is built once a family grows.
-        let found = if entry.samples.len() < INDEX_FROM {
-            entry.samples.iter().position(|(l, _)| *l == text)
-        } else {
-            if entry.index.is_empty() {
-                entry.index =
-                    entry.samples.iter().enumerate().map(|(i, (l, _))| (l.clone(), i)).collect();
-            }
-            entry.index.get(&text).copied()
-        };
-        match found.and_then(|i| entry.samples.get_mut(i)) {
-            Some(existing) => existing.1 = value,
-            None => {
-                if !entry.index.is_empty() {
-                    entry.index.insert(text.clone(), entry.samples.len());
-                }
-                entry.samples.push((text, value));
-            }
-        }
+        let start = entry.labels.len();
+        label_text_into(&mut entry.labels, labels);
+        entry.commit(start, value);
+        self
     }
 
     /// Adds the sample only when the device gave a value: `None` is an absent series,
@@ -417,20 +559,26 @@ impl HistogramFamily<'_> {
         sum: f64,
         count: u64,
     ) -> &mut Self {
-        let bounds: Vec<(String, u64)> = buckets
-            .iter()
-            .map(|(b, n)| (b.to_string(), *n))
-            .chain([("+Inf".to_owned(), count)])
-            .collect();
-        for (bound, n) in &bounds {
+        let entry = &mut *self.family.entry;
+        for (bound, n) in buckets.iter().map(|(b, n)| (Some(*b), *n)).chain([(None, count)]) {
+            let start = entry.labels.len();
+            entry.labels.push_str("_bucket");
+            let mut le = String::new();
+            match bound {
+                Some(b) => write_value(&mut le, b),
+                None => le.push_str("+Inf"),
+            }
             let mut with_le: Vec<(&str, &str)> = labels.to_vec();
-            with_le.push(("le", bound));
-            let text = format!("_bucket{}", label_text(&with_le));
-            self.family.push_raw(text, *n as f64);
+            with_le.push(("le", &le));
+            label_text_into(&mut entry.labels, &with_le);
+            entry.commit(start, n as f64);
         }
-        let plain = label_text(labels);
-        self.family.push_raw(format!("_sum{plain}"), sum);
-        self.family.push_raw(format!("_count{plain}"), count as f64);
+        for (suffix, value) in [("_sum", sum), ("_count", count as f64)] {
+            let start = entry.labels.len();
+            entry.labels.push_str(suffix);
+            label_text_into(&mut entry.labels, labels);
+            entry.commit(start, value);
+        }
         self
     }
 }
@@ -679,6 +827,37 @@ mod tests {
         // Insertion order is kept.
         let first = text.lines().find(|l| l.starts_with("demo_g{")).unwrap_or_default();
         assert_eq!(first, "demo_g{id=\"gw-0\"} 2");
+    }
+
+    #[test]
+    fn values_are_written_as_the_text_format_spells_them() {
+        let cases: [(f64, &str); 12] = [
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (42.0, "42"),
+            (-113.0, "-113"),
+            (0.25, "0.25"),
+            (-85.5, "-85.5"),
+            (1e-7, "0.0000001"),
+            (9_007_199_254_740_992.0, "9007199254740992"),
+            (1e300, &format!("{}", 1e300)),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ];
+        for (value, want) in cases {
+            let mut out = String::new();
+            write_value(&mut out, value);
+            assert_eq!(out, want, "{value:?}");
+            assert!(out.parse::<f64>().is_ok() || out.ends_with("Inf"), "{out}");
+        }
+    }
+
+    #[test]
+    fn label_text_hashes_spread() {
+        let hashes: std::collections::HashSet<u64> =
+            (0..10_000).map(|i| hash_text(&format!("{{gateway=\"gw-{i}\"}}"))).collect();
+        assert_eq!(hashes.len(), 10_000);
     }
 
     #[test]

@@ -647,15 +647,19 @@ async fn metrics_page<E: Exporter>(
     app: &Arc<App<E>>,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let mut body = app.metrics.encode();
-    if let Some(target) = app.exporter.default_target() {
-        let deadline = Instant::now() + budget(app, req);
-        match scrape(app, target, deadline).await {
-            Ok(rendered) => body.push_str(&rendered.text),
-            Err(resp) => return resp,
+    let own = app.metrics.encode();
+    let rendered = match app.exporter.default_target() {
+        Some(target) => {
+            let deadline = Instant::now() + budget(app, req);
+            match scrape(app, target, deadline).await {
+                Ok(rendered) => Some(rendered),
+                Err(resp) => return resp,
+            }
         }
-    }
-    exposition(req, body)
+        None => None,
+    };
+    let device = rendered.as_ref().map_or("", |r| r.text.as_str());
+    exposition(req, &[own.as_bytes(), device.as_bytes()])
 }
 
 async fn probe_page<E: Exporter>(
@@ -732,7 +736,7 @@ async fn probe_page<E: Exporter>(
         Ok(rendered) if debug => {
             text(StatusCode::OK, &format!("{}\nmetrics:\n{}", rendered.trace, rendered.text))
         }
-        Ok(rendered) => exposition(req, rendered.text.clone()),
+        Ok(rendered) => exposition(req, &[rendered.text.as_bytes()]),
         Err(resp) => resp,
     }
 }
@@ -928,20 +932,20 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-/// An exposition answer: exact content type, gzip when the client accepts it.
-fn exposition(req: &Request<Incoming>, body: String) -> Response<Full<Bytes>> {
+/// An exposition answer of `parts` back to back: exact content type, gzip when the client
+/// accepts it (compressed straight from the parts, without joining them first).
+fn exposition(req: &Request<Incoming>, parts: &[&[u8]]) -> Response<Full<Bytes>> {
     let gzip = req
         .headers()
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(accepts_gzip);
-    let mut body = Bytes::from(body);
-    let mut compressed = false;
-    if gzip && let Some(data) = crate::gzip::compress(&body) {
-        body = Bytes::from(data);
-        compressed = true;
-    }
+    let compressed = if gzip { crate::gzip::compress(parts) } else { None };
+    let (body, compressed) = match compressed {
+        Some(data) => (Bytes::from(data), true),
+        None => (Bytes::from(parts.concat()), false),
+    };
     let mut resp = Response::new(Full::new(body));
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(EXPOSITION_CONTENT_TYPE));
