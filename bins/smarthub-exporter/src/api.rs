@@ -561,8 +561,12 @@ pub fn decode(raw: &str) -> String {
         out.push(b);
         i += 1;
     }
-    let text = String::from_utf8_lossy(&out);
-    text.chars().take(MAX_VALUE_CHARS).collect()
+    match String::from_utf8(out) {
+        // Bytes bound characters: nothing to cut.
+        Ok(text) if text.len() <= MAX_VALUE_CHARS => text,
+        Ok(text) => text.chars().take(MAX_VALUE_CHARS).collect(),
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).chars().take(MAX_VALUE_CHARS).collect(),
+    }
 }
 
 /// A JavaScript literal as the hub writes it inside XML attributes: nested arrays of
@@ -616,7 +620,7 @@ fn flag(v: &str) -> Option<bool> {
 /// A decoded field of a record by name.
 fn field(rec: &Record, fields: &[&str], key: &str) -> Option<String> {
     let idx = fields.iter().position(|f| *f == key)?;
-    rec.get(idx).cloned().flatten().map(|raw| decode(&raw))
+    rec.get(idx)?.as_deref().map(decode)
 }
 
 fn hex_at(bytes: &[u8], start: usize, len: usize) -> Option<u32> {

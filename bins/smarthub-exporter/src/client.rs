@@ -151,7 +151,10 @@ impl HubClient {
             .take(200)
             .collect::<String>();
         let read = exporter_core::client::read_body_limited(resp, BODY_LIMIT).await;
-        let text = read.as_ref().ok().map(|b| String::from_utf8_lossy(b).into_owned());
+        let (text, read) = match read {
+            Ok(bytes) => (Some(utf8_lossy(bytes)), Ok(())),
+            Err(e) => (None, Err(e)),
+        };
         let record_now = |error: Option<String>| {
             capture::record_http(|| CapturedHttp {
                 error,
@@ -264,6 +267,12 @@ fn error_chain(err: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// The body as text: taken as it is when it is UTF-8 (the usual case, checked quickly),
+/// with invalid sequences replaced otherwise.
+fn utf8_lossy(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]

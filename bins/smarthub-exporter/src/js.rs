@@ -1,6 +1,7 @@
 //! The JavaScript sandbox: evaluates one hub script in rquickjs and reads chosen globals out.
 //!
-//! Every evaluation gets a fresh `Runtime` and `Context`, dropped afterwards, with:
+//! Every evaluation gets a fresh `Context`, dropped afterwards, in a `Runtime` whose limits
+//! are set anew for it:
 //! - a memory limit (`--js-memory-limit`), enforced by QuickJS's own allocator accounting;
 //! - a time limit: an interrupt handler that stops the script at `min(--js-timeout, the
 //!   scrape deadline)`, with an exception the script cannot catch;
@@ -12,12 +13,24 @@
 //!   and then aborts the process in `JS_FreeRuntime`, when a script uses `async` functions or
 //!   `import()` in a context without it; pending promise jobs are never run.
 //!
+//! The runtime is new, or the one the same thread's previous evaluation left as its spare:
+//! only an evaluation that succeeded, left no promise job pending and whose garbage a
+//! collection freed (the heap back to about a new runtime's) leaves one; any other drops its
+//! runtime. Creating a runtime and freeing it was a sizeable part of a scrape.
+//!
+//! Most of a hub page is statements never read. When the page is only data statements,
+//! [`prescan`] cuts it down to the statements assigning the globals read (their entry objects
+//! to the properties read), and only those are evaluated, in a context without the page's
+//! functions or `Promise` (they call nothing); should that fail, the whole page is evaluated
+//! as it came, so results and errors are the whole page's. Any other page is evaluated whole.
+//!
 //! Values are read out through the rquickjs API into plain Rust records, bounded in count and
 //! length, so a hostile script cannot make the Rust side allocate without limit either.
 //! Evaluation is synchronous: callers run it with [`run_blocking`] on tokio's blocking
 //! pool, never on the async workers.
 
 use std::{
+    cell::RefCell,
     fmt,
     str::FromStr,
     sync::Arc,
@@ -25,7 +38,11 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use rquickjs::{Array, CaughtError, Context, Ctx, Object, Runtime, Value, context::intrinsic};
+use rquickjs::{
+    Array, Atom, CaughtError, Context, Ctx, Object, Runtime, Value, context::intrinsic,
+};
+
+mod prescan;
 
 /// One list entry read out of the script: the raw (still %-encoded) string of each requested
 /// field, `None` where the field is missing, null or not a string or number.
@@ -67,49 +84,140 @@ pub struct Extract {
 /// Fails when the script does not compile, throws, hits a limit, or does not define one of
 /// the globals as an array: never an empty list in place of an error. The script stops at
 /// `min(now + limits.timeout, deadline)`.
+///
+/// When the script is only data statements, just the statements that assign the globals
+/// read are evaluated ([`prescan`]); should that fail, the whole script is evaluated (within
+/// the same time limit), so errors are those of the whole script.
 pub fn evaluate(
     source: &str,
     extracts: &[Extract],
     limits: JsLimits,
     deadline: Instant,
 ) -> anyhow::Result<Vec<Vec<Record>>> {
-    let start = Instant::now();
-    let own = start + limits.timeout;
-    let until = own.min(deadline);
-    let rt = Runtime::new().context("create the javascript runtime")?;
-    rt.set_memory_limit(limits.memory.0);
-    rt.set_max_stack_size(MAX_STACK_BYTES);
-    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= until)));
-    let ctx = Context::custom::<(intrinsic::Eval, intrinsic::Promise)>(&rt)
-        .context("create the javascript context (is --js-memory-limit too small?)")?;
-    let limit_text = |what: &str| -> String {
-        if Instant::now() >= until {
-            let which = if own <= deadline { "--js-timeout" } else { "the scrape deadline" };
-            format!("{what}: stopped after {:.3}s ({which})", start.elapsed().as_secs_f64())
+    let clock = Clock::new(limits.timeout, deadline);
+    if let Some(reduced) = prescan::reduce(source, extracts)
+        && let Ok(lists) = evaluate_once(Script::Data(&reduced), extracts, limits, &clock)
+    {
+        return Ok(lists);
+    }
+    evaluate_once(Script::Whole(source), extracts, limits, &clock)
+}
+
+/// What [`evaluate_once`] runs.
+#[derive(Debug, Clone, Copy)]
+enum Script<'s> {
+    /// A page as the hub served it: its context gets the page's functions and `Promise`.
+    Whole(&'s str),
+    /// The data statements [`prescan::reduce`] kept: they call nothing, so the base objects
+    /// and `eval` do.
+    Data(&'s str),
+}
+
+/// When an evaluation started and when it must stop.
+struct Clock {
+    start: Instant,
+    /// `start + --js-timeout`.
+    own: Instant,
+    deadline: Instant,
+}
+
+impl Clock {
+    fn new(timeout: Duration, deadline: Instant) -> Clock {
+        let start = Instant::now();
+        Clock { start, own: start + timeout, deadline }
+    }
+
+    fn until(&self) -> Instant {
+        self.own.min(self.deadline)
+    }
+
+    /// `what`, with the limit that stopped the script if one did.
+    fn explain(&self, what: &str) -> String {
+        if Instant::now() >= self.until() {
+            let which =
+                if self.own <= self.deadline { "--js-timeout" } else { "the scrape deadline" };
+            format!("{what}: stopped after {:.3}s ({which})", self.start.elapsed().as_secs_f64())
         } else {
             what.to_owned()
         }
+    }
+}
+
+thread_local! {
+    /// The runtime of this thread's last evaluation, kept for the next one when that
+    /// evaluation succeeded and left nothing behind (see [`evaluate_once`]).
+    static SPARE: RefCell<Option<Spare>> = const { RefCell::new(None) };
+}
+
+/// A runtime between evaluations, and its heap size when it was new.
+struct Spare {
+    rt: Runtime,
+    fresh_bytes: i64,
+}
+
+/// How much more heap than a new runtime a runtime may keep and still be used again.
+const SPARE_SLACK_BYTES: i64 = 64 << 10;
+
+/// One evaluation in a fresh context. The runtime is this thread's spare one if there is
+/// one, with its limits set anew; it is kept for the next evaluation only when this one
+/// succeeded, no promise job is pending and a garbage collection brought its heap back to
+/// about what a new runtime has. Anything else drops it.
+fn evaluate_once(
+    script: Script,
+    extracts: &[Extract],
+    limits: JsLimits,
+    clock: &Clock,
+) -> anyhow::Result<Vec<Vec<Record>>> {
+    let spare = SPARE.with(|s| s.borrow_mut().take());
+    let Spare { rt, fresh_bytes } = match spare {
+        Some(spare) => spare,
+        None => {
+            let rt = Runtime::new().context("create the javascript runtime")?;
+            let fresh_bytes = rt.memory_usage().malloc_size;
+            Spare { rt, fresh_bytes }
+        }
     };
+    rt.set_memory_limit(limits.memory.0);
+    rt.set_max_stack_size(MAX_STACK_BYTES);
+    let until = clock.until();
+    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() >= until)));
+    let (ctx, source) = match script {
+        Script::Whole(source) => {
+            (Context::custom::<(intrinsic::Eval, intrinsic::Promise)>(&rt), source)
+        }
+        Script::Data(source) => (Context::custom::<(intrinsic::Eval,)>(&rt), source),
+    };
+    let ctx = ctx.context("create the javascript context (is --js-memory-limit too small?)")?;
     let result = ctx.with(|ctx| -> anyhow::Result<Vec<Vec<Record>>> {
-        ctx.eval::<(), _>(PRELUDE)
-            .map_err(|e| js_error(&ctx, e, limits))
-            .context("define the page's functions")?;
+        if let Script::Whole(_) = script {
+            ctx.eval::<(), _>(PRELUDE)
+                .map_err(|e| js_error(&ctx, e, limits))
+                .context("define the page's functions")?;
+        }
         ctx.eval::<Value, _>(source.as_bytes().to_vec())
             .map(drop)
             .map_err(|e| js_error(&ctx, e, limits))
-            .map_err(|e| anyhow!(limit_text(&format!("{e:#}"))))
+            .map_err(|e| anyhow!(clock.explain(&format!("{e:#}"))))
             .context("evaluate the script")?;
         let globals = ctx.globals();
         let mut out = Vec::with_capacity(extracts.len());
         for ex in extracts {
             let list = read_list(&ctx, &globals, *ex, limits)
-                .map_err(|e| anyhow!(limit_text(&format!("{e:#}"))))?;
+                .map_err(|e| anyhow!(clock.explain(&format!("{e:#}"))))?;
             out.push(list);
         }
         Ok(out)
     });
     // Values are gone with the closure; the context goes before the runtime.
     drop(ctx);
+    if result.is_ok() && !rt.is_job_pending() {
+        rt.set_interrupt_handler(None);
+        rt.run_gc();
+        if rt.memory_usage().malloc_size <= fresh_bytes + SPARE_SLACK_BYTES {
+            SPARE.with(|s| *s.borrow_mut() = Some(Spare { rt, fresh_bytes }));
+            return result;
+        }
+    }
     drop(rt);
     result
 }
@@ -152,6 +260,13 @@ fn read_list<'js>(
     if len > MAX_ENTRIES {
         bail!("{} has {len} entries, more than the {MAX_ENTRIES} accepted", ex.global);
     }
+    // The field names as atoms once, not once per entry.
+    let fields = ex
+        .fields
+        .iter()
+        .map(|f| Atom::from_str(ctx.clone(), f))
+        .collect::<rquickjs::Result<Vec<Atom>>>()
+        .map_err(|e| js_error(ctx, e, limits))?;
     let mut out = Vec::with_capacity(len);
     for i in 0..len {
         let item: Value = get_index(ctx, array, i, limits)?;
@@ -163,8 +278,8 @@ fn read_list<'js>(
             bail!("{}[{i}] is not an object but {}", ex.global, item.type_name());
         };
         let mut rec = Vec::with_capacity(ex.fields.len());
-        for field in ex.fields {
-            let v: Value = obj.get(*field).map_err(|e| js_error(ctx, e, limits))?;
+        for field in &fields {
+            let v: Value = obj.get(field.clone()).map_err(|e| js_error(ctx, e, limits))?;
             rec.push(scalar(&v).map_err(|e| js_error(ctx, e, limits))?);
         }
         out.push(rec);
@@ -400,5 +515,79 @@ mod tests {
         assert!("99999999999999999999".parse::<ByteSize>().is_err());
         assert!("2GiB".parse::<ByteSize>().is_err());
         assert_eq!(ByteSize(16 << 20).to_string(), "16MiB");
+    }
+
+    /// Every hub page of the fixtures and the capture corpus takes the reduced path, and
+    /// reading the reduced script gives exactly what reading the whole one gives.
+    #[test]
+    fn reduced_scripts_read_the_same_as_whole_ones() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+        let mut pages: Vec<(String, String)> = Vec::new();
+        for name in ["cgi_basicMyDevice.js", "cgi_basicMyDevice_empty.js", "cgi_owl.js"] {
+            let body = std::fs::read_to_string(dir.join("fixtures").join(name)).unwrap();
+            pages.push((name.to_owned(), body));
+        }
+        for entry in std::fs::read_dir(dir.join("captures")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|x| x != "yml") {
+                continue;
+            }
+            let capture =
+                exporter_core::capture::Capture::from_slice(&std::fs::read(&path).unwrap())
+                    .unwrap();
+            for exchange in capture.exchanges {
+                let exporter_core::capture::Exchange::Http(http) = exchange else { continue };
+                let page =
+                    [crate::DEVICES_PATH, crate::MESH_PATH].iter().any(|p| http.url.ends_with(p));
+                if let Some(body) = http.response_body.filter(|b| page && b.starts_with("var ")) {
+                    pages.push((format!("{} {}", path.display(), http.url), body));
+                }
+            }
+        }
+        let mut seen = [0, 0];
+        for (name, body) in pages {
+            let (extracts, n) = match body.contains("known_device_list") {
+                true => (crate::DEVICE_EXTRACTS, 0),
+                false => (crate::MESH_EXTRACTS, 1),
+            };
+            let reduced =
+                prescan::reduce(&body, extracts).unwrap_or_else(|| panic!("{name}: not reduced"));
+            assert!(reduced.len() < body.len(), "{name}");
+            let clock =
+                Clock::new(Duration::from_secs(10), Instant::now() + Duration::from_secs(10));
+            let limits = JsLimits::default();
+            let whole = evaluate_once(Script::Whole(&body), extracts, limits, &clock).unwrap();
+            let part = evaluate_once(Script::Data(&reduced), extracts, limits, &clock).unwrap();
+            assert_eq!(part, whole, "{name}");
+            if !whole[0].is_empty() {
+                seen[n] += 1;
+            }
+        }
+        assert!(seen[0] >= 4 && seen[1] >= 4, "pages with entries: {seen:?}");
+    }
+
+    #[test]
+    fn a_runtime_is_used_again_only_after_a_clean_evaluation() {
+        let spare = || SPARE.with(|s| s.borrow().is_some());
+        SPARE.with(|s| s.borrow_mut().take());
+        run("var list=[{a:'1'}];").unwrap();
+        assert!(spare(), "a clean evaluation keeps its runtime");
+        assert!(run("var list=[];while(true){}").is_err());
+        assert!(!spare(), "a failed evaluation drops its runtime");
+        run("var list=[{a:'2'}];").unwrap();
+        run("async function f(){ await 1; } f(); var list=[];").unwrap();
+        assert!(!spare(), "a pending promise job drops the runtime");
+        // A spare runtime gets the limits of each evaluation anew.
+        run("var list=[null];").unwrap();
+        assert!(spare());
+        let e = err("var list=[]; var s = 'x'.repeat(64 * 1024 * 1024);");
+        assert!(e.contains("--js-memory-limit"), "{e}");
+        run("var list=[null];").unwrap();
+        let e = err("function f(n){return f(n+1)+1}; var list=f(0);");
+        assert!(e.contains("stack limit"), "{e}");
+        run("var list=[null];").unwrap();
+        let e = err("var list=[];while(true){}");
+        assert!(e.contains("interrupted") && e.contains("--js-timeout"), "{e}");
+        assert_eq!(run("var list=[{a:'x%27y',b:7}];").unwrap()[0][0][0].as_deref(), Some("x%27y"));
     }
 }
