@@ -99,6 +99,10 @@ struct FamilyEntry {
     index: HashMap<u64, u32, PassThrough>,
 }
 
+/// Above this estimated size, the text of a scrape is not allocated in one piece up front
+/// (see [`Scrape::encode_consuming`]).
+const BIG_TEXT: usize = 1 << 20;
+
 /// Families with at least this many samples get a hash index of their label sets.
 const INDEX_FROM: usize = 16;
 
@@ -491,6 +495,23 @@ impl Scrape {
         out
     }
 
+    /// Like [`Scrape::encode`], but gives each family's buffers back as soon as its text is
+    /// written. A large scrape (10,000 gateways: about 18 MB of text) then never holds its
+    /// samples and its whole text at once: the text grows as the families go (its large blocks
+    /// are mapped pages, so capacity not yet written costs no memory).
+    fn encode_consuming(&mut self) -> String {
+        let len: usize = self.families.iter().map(FamilyEntry::text_len).sum();
+        let mut out = String::with_capacity(if len <= BIG_TEXT { len } else { 0 });
+        let mut families = std::mem::take(&mut self.families);
+        for (_, i) in std::mem::take(&mut self.index) {
+            if let Some(family) = families.get_mut(i) {
+                family.write_text(&mut out);
+                *family = FamilyEntry::new(String::new(), "", family.kind);
+            }
+        }
+        out
+    }
+
     /// A histogram family: per label set, cumulative bucket counts, a sum and a count
     /// (written as `<name>_bucket{…,le=…}`, `<name>_sum`, `<name>_count`).
     pub fn histogram(&mut self, name: &str, help: &str) -> HistogramFamily<'_> {
@@ -728,7 +749,7 @@ impl Scrape {
              when collectors ran, at least one succeeded.",
         )
         .sample(&[], if up { 1.0 } else { 0.0 });
-        let text = self.encode();
+        let text = self.encode_consuming();
 
         let mut trace = String::new();
         let _ = writeln!(trace, "target: {}", self.target);
@@ -858,6 +879,23 @@ mod tests {
         let hashes: std::collections::HashSet<u64> =
             (0..10_000).map(|i| hash_text(&format!("{{gateway=\"gw-{i}\"}}"))).collect();
         assert_eq!(hashes.len(), 10_000);
+    }
+
+    #[test]
+    fn consuming_encode_writes_the_same_text_small_and_large() {
+        for gateways in [3, 40_000] {
+            let mut s = scrape();
+            for i in 0..gateways {
+                let id = format!("gw-{i}");
+                s.gauge("up_ratio", "U.").sample(&[("gateway", &id)], 0.5);
+                s.counter("rx_total", "R.").sample(&[("gateway", &id)], f64::from(i));
+            }
+            s.gauge("a", "First by name.").sample(&[], 1.0);
+            let text = s.encode();
+            assert_eq!(gateways > 10_000, text.len() > BIG_TEXT, "{}", text.len());
+            assert_eq!(s.encode_consuming(), text);
+            assert_eq!(s.encode(), "", "the families were given back");
+        }
     }
 
     #[test]
