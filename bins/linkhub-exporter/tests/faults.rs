@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use exporter_core::testing::{has_line as has, query_encode as encode};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -96,21 +97,6 @@ impl Rig {
         self.assert_down(&what, &self.sim.url(), reasons).await;
         self.assert_recovers(&what).await;
     }
-}
-
-fn has(text: &str, line: &str) -> bool {
-    text.lines().any(|l| l == line)
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// An address nothing listens on (bound, then closed).

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use exporter_core::testing::has_line as has;
 use std::{
     path::PathBuf,
     sync::{
@@ -59,10 +60,6 @@ async fn probe(exporter: &Linkhub, url: &str, secs: u64) -> (anyhow::Result<()>,
     let mut out = Scrape::new("linkhub", url, Instant::now() + Duration::from_secs(secs));
     let result = exporter.probe(&target, &mut out).await;
     (result, out.encode())
-}
-
-fn has(text: &str, line: &str) -> bool {
-    text.lines().any(|l| l == line)
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use exporter_core::testing::{has_line as has, query_encode as encode, sample_value as value};
 use std::{
     path::{Path, PathBuf},
     sync::{
@@ -76,17 +77,6 @@ async fn serve(
     exporter_core::spawn(exporter, opts).await.unwrap()
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 async fn get(url: &str) -> (u16, String) {
     let http = exporter_core::client::http_client(&INFO).unwrap();
     let resp =
@@ -96,16 +86,6 @@ async fn get(url: &str) -> (u16, String) {
 
 async fn probe(server: &RunningServer, target: &str) -> (u16, String) {
     get(&format!("http://{}/probe?target={}", server.local_addr(), encode(target))).await
-}
-
-fn has(text: &str, line: &str) -> bool {
-    text.lines().any(|l| l == line)
-}
-
-fn value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.parse().ok())
 }
 
 fn hex(bytes: &[u8]) -> String {

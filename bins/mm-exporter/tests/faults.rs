@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use exporter_core::testing::has_line as has;
 use std::{
     net::SocketAddr,
     path::Path,
@@ -46,10 +47,6 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String, Duration) {
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_owned(), took)
-}
-
-fn has(text: &str, line: &str) -> bool {
-    text.lines().any(|l| l == line)
 }
 
 async fn serve(bus_address: &str) -> RunningServer {

@@ -4,6 +4,7 @@
 //! good and a bad file, and `/sd`.
 #![allow(clippy::unwrap_used)]
 
+use exporter_core::testing::sample_value as value;
 use std::{path::PathBuf, sync::Arc};
 
 use argh::FromArgs;
@@ -74,10 +75,6 @@ async fn get(server: &RunningServer, path: &str) -> (u16, String) {
 
 fn enc(text: &str) -> String {
     text.replace(':', "%3A").replace('/', "%2F")
-}
-
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn count(text: &str, metric: &str) -> usize {

@@ -3,6 +3,7 @@
 //! addresses (checked with recording servers that see every byte).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use exporter_core::testing::sample_value as value;
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -87,10 +88,6 @@ async fn get(server: &RunningServer, path: &str) -> String {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let resp = client.get(format!("http://{}{path}", server.local_addr())).send().await.unwrap();
     resp.text().await.unwrap()
-}
-
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 async fn sd(server: &RunningServer) -> Vec<serde_json::Value> {

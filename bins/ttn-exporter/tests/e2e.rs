@@ -2,6 +2,7 @@
 //! Things Stack simulator (an Identity Server and three Gateway Server clusters on loopback).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use exporter_core::testing::sample_value as value;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -62,12 +63,6 @@ async fn metrics(server: &RunningServer) -> String {
     let (status, body) = get(server, "/metrics", None).await;
     assert_eq!(status, 200, "{body}");
     body
-}
-
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.parse().unwrap())
-    })
 }
 
 fn count_series(text: &str, name: &str) -> usize {

@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use exporter_core::testing::sample_value as value;
 use std::time::{Duration, Instant};
 
 use device_sim::{
@@ -101,10 +102,6 @@ impl Rig {
         }
         panic!("{what}: no normal scrape within 10 s after the fault was cleared:\n{text}");
     }
-}
-
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn collector(text: &str, name: &str) -> Option<f64> {

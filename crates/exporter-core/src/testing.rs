@@ -1,5 +1,6 @@
-//! Helpers for the exporters' tests: golden exposition files, promtool, and exporter
-//! binaries run as child processes with their log read line by line.
+//! Helpers for the exporters' tests: golden exposition files, promtool, exposition lines and
+//! query values, and exporter binaries run as child processes with their log read line by
+//! line.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -8,6 +9,32 @@ use std::{
     sync::mpsc,
     time::{Duration, Instant},
 };
+
+/// `s` percent-encoded for a query parameter value (everything but RFC 3986's unreserved
+/// characters).
+pub fn query_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Whether the exposition `text` has exactly the line `line`.
+pub fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l == line)
+}
+
+/// The value of the first sample written exactly as `name` (with its labels, if any) in the
+/// exposition `text`; `None` when there is none or it does not parse.
+pub fn sample_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.parse().ok())
+}
 
 /// Compares `actual` with the golden file at `path`; with `UPDATE_GOLDEN=1` in the
 /// environment it (re)writes the file instead. Panics with a line diff on mismatch.

@@ -2,6 +2,7 @@
 //! exporter-core on 127.0.0.1:0, scrapes over HTTP and reading values out of the exposition.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub use exporter_core::testing::sample_value as value;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -68,11 +69,6 @@ impl Rig {
     pub fn requests(&self, path: &str) -> u64 {
         self.sim.counters().get(path)
     }
-}
-
-/// The value of the series written exactly as `series` (name plus labels as exposed).
-pub fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// `smarthub_scrape_collector_success{collector="…"}`.

@@ -1,8 +1,10 @@
 //! A trivial exporter for device-sim's demo device (`GET /status` JSON), and helpers to run
 //! it behind exporter-core's server on 127.0.0.1.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unused_imports)]
 
+pub use exporter_core::testing::query_encode as encode;
+pub use exporter_core::testing::sample_value as sample;
 use std::{
     collections::HashMap,
     fmt,
@@ -147,26 +149,6 @@ impl Harness {
 pub fn client() -> reqwest::Client {
     exporter_core::client::install_crypto_provider();
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().unwrap()
-}
-
-/// Percent-encodes a query value.
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The value of a sample line `name{labels} value` (the first whose series matches exactly).
-pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Environment maps for `parse_args`.
