@@ -62,7 +62,7 @@ pub(crate) async fn capture_once<E: Exporter>(
             namespace: E::NAMESPACE,
             target: &label,
             started,
-            exposition: &rendered.text,
+            exposition: &rendered.text(),
         },
     );
     (rendered, file)

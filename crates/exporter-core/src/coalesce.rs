@@ -148,9 +148,14 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::scrape::Body;
 
     fn rendered(text: &str) -> Rendered {
-        Rendered { text: text.to_owned(), trace: String::new(), report: Default::default() }
+        Rendered {
+            body: Body::Text(text.to_owned()),
+            trace: String::new(),
+            report: Default::default(),
+        }
     }
 
     #[tokio::test]
@@ -174,7 +179,7 @@ mod tests {
         for t in tasks {
             match t.await.unwrap() {
                 Joined::Done { rendered, leader } => {
-                    assert_eq!(rendered.text, "x");
+                    assert_eq!(rendered.text(), "x");
                     leaders += usize::from(leader);
                 }
                 other => panic!("{other:?}"),

@@ -7,7 +7,7 @@
 //! pool and reset between answers; the gzip header and trailer (RFC 1952) are written here.
 
 use std::{
-    io::Write as _,
+    io::{Read as _, Write as _},
     sync::{Mutex, PoisonError},
 };
 
@@ -24,30 +24,151 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 0xff];
 /// `parts`, back to back, as one gzip member; `None` only if deflate fails (the caller then
 /// sends it plain).
 pub fn compress(parts: &[&[u8]]) -> Option<Vec<u8>> {
-    let pooled = POOL.lock().unwrap_or_else(PoisonError::into_inner).pop();
-    let mut enc = pooled.unwrap_or_else(|| DeflateEncoder::new(Vec::new(), Compression::fast()));
     let len: usize = parts.iter().map(|p| p.len()).sum();
     // Exposition text compresses about 4:1 at this level; the guess saves regrowing.
     let mut out = Vec::with_capacity(len / 3 + 64);
     out.extend_from_slice(&HEADER);
-    // `reset` finishes the (already finished) previous stream, resets the deflate state and
-    // swaps in our buffer.
-    enc.reset(out).ok()?;
-    let mut crc = Crc::new();
+    let mut deflater = Deflater::into(out);
     for part in parts {
-        enc.write_all(part).ok()?;
-        crc.update(part);
+        deflater.write(part)?;
     }
-    enc.try_finish().ok()?;
-    let mut out = enc.reset(Vec::new()).ok()?;
+    let Deflated { data, crc, .. } = deflater.finish()?;
+    Some(trailer(data, &crc))
+}
+
+/// Appends the gzip trailer (RFC 1952 §2.3.1): the CRC-32 and the length modulo 2^32.
+fn trailer(mut out: Vec<u8>, crc: &Crc) -> Vec<u8> {
     out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1).
-    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&crc.amount().to_le_bytes());
+    out
+}
+
+/// A finished raw deflate stream (RFC 1951) of a text, with the text's CRC-32 and length:
+/// a large scrape is compressed as its text is written, so the whole text never exists at
+/// once; [`with_prefix`] makes it a gzip member, [`inflate`] gives the text back.
+#[derive(Debug)]
+pub struct Deflated {
+    data: Vec<u8>,
+    crc: Crc,
+    len: u64,
+}
+
+#[cfg(test)]
+impl Deflated {
+    /// The length of the text.
+    pub fn text_len(&self) -> u64 {
+        self.len
+    }
+
+    /// The length of the compressed stream.
+    pub fn compressed_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Compresses a text written in pieces, with a pooled deflate state.
+pub struct Deflater {
+    enc: DeflateEncoder<Vec<u8>>,
+    crc: Crc,
+    len: u64,
+}
+
+impl std::fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflater").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl Default for Deflater {
+    fn default() -> Deflater {
+        Deflater::into(Vec::new())
+    }
+}
+
+impl Deflater {
+    /// A deflater whose output is appended to `out`.
+    fn into(out: Vec<u8>) -> Deflater {
+        let pooled = POOL.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        // A pooled state is reset here, once per stream: `reset` ends the previous stream
+        // (if it was only flushed) into the buffer left in it, clears the deflate state and
+        // swaps in an empty buffer, which then is replaced by `out`.
+        let enc = pooled.and_then(|mut enc| enc.reset(Vec::new()).ok().map(|_| enc));
+        let enc = match enc {
+            Some(mut enc) => {
+                *enc.get_mut() = out;
+                enc
+            }
+            None => DeflateEncoder::new(out, Compression::fast()),
+        };
+        Deflater { enc, crc: Crc::new(), len: 0 }
+    }
+
+    /// Compresses the next piece of the text; `None` only if deflate fails.
+    pub fn write(&mut self, part: &[u8]) -> Option<()> {
+        self.enc.write_all(part).ok()?;
+        self.crc.update(part);
+        self.len += part.len() as u64;
+        Some(())
+    }
+
+    /// Ends the stream (its last block is marked final).
+    pub fn finish(mut self) -> Option<Deflated> {
+        self.enc.try_finish().ok()?;
+        let data = std::mem::take(self.enc.get_mut());
+        give_back(self.enc);
+        Some(Deflated { data, crc: self.crc, len: self.len })
+    }
+
+    /// Flushes the stream to a byte boundary without ending it (a sync flush: no block is
+    /// marked final), so that another deflate stream can follow it in the same gzip member.
+    fn flushed(mut self) -> Option<(Vec<u8>, Crc)> {
+        self.enc.flush().ok()?;
+        let data = std::mem::take(self.enc.get_mut());
+        give_back(self.enc);
+        Some((data, self.crc))
+    }
+}
+
+fn give_back(enc: DeflateEncoder<Vec<u8>>) {
     let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     if pool.len() < POOL_SIZE {
         pool.push(enc);
     }
-    Some(out)
+}
+
+/// One gzip member of `prefix` followed by the text of `body`: `prefix` is compressed and
+/// flushed to a byte boundary, `body`'s stream follows unchanged (deflate blocks may follow
+/// one another across streams as long as only the last is final, and `body`'s never looks
+/// back past its own start), and the trailer carries the CRC of both texts combined.
+/// `None` only if deflate fails.
+pub fn with_prefix(prefix: &[u8], body: &Deflated) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(HEADER.len() + prefix.len() / 3 + body.data.len() + 64);
+    out.extend_from_slice(&HEADER);
+    let mut crc = Crc::new();
+    if !prefix.is_empty() {
+        let mut deflater = Deflater::default();
+        deflater.write(prefix)?;
+        let (data, prefix_crc) = deflater.flushed()?;
+        out.extend_from_slice(&data);
+        crc = prefix_crc;
+    }
+    out.extend_from_slice(&body.data);
+    crc.combine(&body.crc);
+    Some(trailer(out, &crc))
+}
+
+/// The text of `body`; `None` if it does not decompress to UTF-8 text of its length.
+pub fn inflate(body: &Deflated) -> Option<String> {
+    String::from_utf8(inflate_after(Vec::new(), body)?).ok()
+}
+
+/// `prefix` followed by the text of `body`, in one buffer allocated once; `None` if `body`
+/// does not decompress to its length.
+pub fn inflate_after(mut prefix: Vec<u8>, body: &Deflated) -> Option<Vec<u8>> {
+    let start = prefix.len();
+    prefix.reserve_exact(usize::try_from(body.len).ok()?);
+    flate2::read::DeflateDecoder::new(body.data.as_slice()).read_to_end(&mut prefix).ok()?;
+    ((prefix.len() - start) as u64 == body.len).then_some(prefix)
 }
 
 #[cfg(test)]
@@ -81,6 +202,44 @@ mod tests {
         let (a, b) = big.as_bytes().split_at(12_345);
         assert_eq!(gunzip(&compress(&[a, b, b""]).unwrap()), big.as_bytes());
         assert!(gz.len() * 5 < big.len(), "{} -> {}", big.len(), gz.len());
+    }
+
+    #[test]
+    fn a_stream_written_in_pieces_follows_a_prefix_in_one_member() {
+        let text: String =
+            (0..20_000).map(|i| format!("demo_metric{{gateway=\"gw-{i}\"}} {i}\n")).collect();
+        for prefix in [&b""[..], b"# HELP own_metric O.\nown_metric 1\n"] {
+            for piece in [1, 777, 65_536, text.len()] {
+                let mut deflater = Deflater::default();
+                for part in text.as_bytes().chunks(piece) {
+                    deflater.write(part).unwrap();
+                }
+                let deflated = deflater.finish().unwrap();
+                assert_eq!(deflated.text_len(), text.len() as u64);
+                assert_eq!(inflate(&deflated).unwrap(), text);
+                let gz = with_prefix(prefix, &deflated).unwrap();
+                assert_eq!(gunzip(&gz), [prefix, text.as_bytes()].concat());
+                // Also read strictly as one member: the trailer's CRC and length are checked.
+                let mut decoder = flate2::read::GzDecoder::new(gz.as_slice());
+                let mut out = Vec::new();
+                decoder.read_to_end(&mut out).unwrap();
+                assert_eq!(out.len(), prefix.len() + text.len());
+                assert!(gz.len() * 5 < text.len());
+            }
+        }
+        // An empty text is a valid stream too.
+        let empty = Deflater::default().finish().unwrap();
+        assert_eq!(inflate(&empty).unwrap(), "");
+        assert_eq!(gunzip(&with_prefix(b"a 1\n", &empty).unwrap()), b"a 1\n");
+    }
+
+    #[test]
+    fn a_damaged_stream_is_no_text() {
+        let mut deflater = Deflater::default();
+        deflater.write(b"demo 1\n").unwrap();
+        let mut deflated = deflater.finish().unwrap();
+        deflated.len += 1;
+        assert_eq!(inflate(&deflated), None);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::{
     coalesce::{Coalescer, Joined},
     deadline::{SCRAPE_TIMEOUT_HEADER, scrape_budget},
     options::{parse_listen_address, resolve_listen_address},
-    scrape::{ProbeEnd, Rendered, Scrape},
+    scrape::{Body, ProbeEnd, Rendered, Scrape},
     self_metrics::SelfMetrics,
     web_config::{Auth, WebConfig, WebConfigWatcher},
 };
@@ -658,8 +658,11 @@ async fn metrics_page<E: Exporter>(
         }
         None => None,
     };
-    let device = rendered.as_ref().map_or("", |r| r.text.as_str());
-    exposition(req, &[own.as_bytes(), device.as_bytes()])
+    match rendered.as_deref().map(|r| &r.body) {
+        Some(Body::Text(device)) => exposition(req, &[own.as_bytes(), device.as_bytes()]),
+        Some(Body::Deflated(device)) => exposition_deflated(req, own.as_bytes(), device),
+        None => exposition(req, &[own.as_bytes()]),
+    }
 }
 
 async fn probe_page<E: Exporter>(
@@ -734,9 +737,12 @@ async fn probe_page<E: Exporter>(
     }
     match scrape(app, target, deadline).await {
         Ok(rendered) if debug => {
-            text(StatusCode::OK, &format!("{}\nmetrics:\n{}", rendered.trace, rendered.text))
+            text(StatusCode::OK, &format!("{}\nmetrics:\n{}", rendered.trace, rendered.text()))
         }
-        Ok(rendered) => exposition(req, &[rendered.text.as_bytes()]),
+        Ok(rendered) => match &rendered.body {
+            Body::Text(device) => exposition(req, &[device.as_bytes()]),
+            Body::Deflated(device) => exposition_deflated(req, b"", device),
+        },
         Err(resp) => resp,
     }
 }
@@ -935,22 +941,52 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 /// An exposition answer of `parts` back to back: exact content type, gzip when the client
 /// accepts it (compressed straight from the parts, without joining them first).
 fn exposition(req: &Request<Incoming>, parts: &[&[u8]]) -> Response<Full<Bytes>> {
-    let gzip = req
-        .headers()
+    let compressed = if wants_gzip(req) { crate::gzip::compress(parts) } else { None };
+    match compressed {
+        Some(data) => exposition_response(Bytes::from(data), true),
+        None => exposition_response(Bytes::from(parts.concat()), false),
+    }
+}
+
+/// An exposition answer of `prefix` followed by a large scrape compressed as it was written:
+/// gzip from the compressed text as it is, plain text (decompressed) only for a client that
+/// does not accept gzip.
+fn exposition_deflated(
+    req: &Request<Incoming>,
+    prefix: &[u8],
+    device: &crate::gzip::Deflated,
+) -> Response<Full<Bytes>> {
+    if wants_gzip(req)
+        && let Some(data) = crate::gzip::with_prefix(prefix, device)
+    {
+        return exposition_response(Bytes::from(data), true);
+    }
+    match crate::gzip::inflate_after(prefix.to_vec(), device) {
+        Some(text) => exposition_response(Bytes::from(text), false),
+        None => {
+            log::error!(target: "scrape", "cannot decompress a scrape's text");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: cannot decompress the scrape\n",
+            )
+        }
+    }
+}
+
+fn wants_gzip(req: &Request<Incoming>) -> bool {
+    req.headers()
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(accepts_gzip);
-    let compressed = if gzip { crate::gzip::compress(parts) } else { None };
-    let (body, compressed) = match compressed {
-        Some(data) => (Bytes::from(data), true),
-        None => (Bytes::from(parts.concat()), false),
-    };
+        .any(accepts_gzip)
+}
+
+fn exposition_response(body: Bytes, gzipped: bool) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body));
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(EXPOSITION_CONTENT_TYPE));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    if compressed {
+    if gzipped {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     resp

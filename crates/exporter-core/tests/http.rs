@@ -55,6 +55,70 @@ async fn gzip_when_accepted_and_plain_otherwise() {
     assert_eq!(resp.headers()["content-encoding"], "gzip");
 }
 
+/// A scrape above 1 MiB of text is compressed as it is written: the answer must be the same
+/// text, gzipped as one member with the exporter's own metrics in front on /metrics, and
+/// plain for a client that does not accept gzip.
+#[tokio::test]
+async fn a_large_scrape_is_the_same_text_gzipped_or_plain() {
+    let h = Harness::start_with(|_, exporter| exporter.fan_out = 60_000).await;
+    let fetch = |url: String, gzip: bool| async move {
+        let mut req = client().get(url);
+        if gzip {
+            req = req.header("Accept-Encoding", "gzip");
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let encoded = resp.headers().get("content-encoding").is_some();
+        assert_eq!(encoded, gzip);
+        let bytes = resp.bytes().await.unwrap();
+        if !gzip {
+            return (String::from_utf8(bytes.to_vec()).unwrap(), bytes.len());
+        }
+        // One member: a reader that stops after the first member sees everything.
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut text).unwrap();
+        (text, bytes.len())
+    };
+    let (zipped, zipped_len) = fetch(h.probe_url(), true).await;
+    let (plain, plain_len) = fetch(h.probe_url(), false).await;
+    assert!(plain_len > 1 << 20, "{plain_len}");
+    assert!(zipped_len * 5 < plain_len, "{zipped_len} of {plain_len}");
+    for text in [&zipped, &plain] {
+        assert_eq!(sample(text, "demo_up"), Some(1.0));
+        assert_eq!(sample(text, "demo_fan_out{n=\"sample-00059999\"}"), Some(59_999.0));
+        assert_eq!(text.matches("# TYPE demo_fan_out gauge\n").count(), 1);
+        assert_eq!(text.lines().filter(|l| l.starts_with("demo_fan_out{")).count(), 60_000);
+    }
+    let strip = |t: &str| {
+        t.lines().filter(|l| !l.starts_with("demo_scrape_")).collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(strip(&zipped), strip(&plain));
+
+    let debug = client().get(format!("{}&debug=true", h.probe_url())).send().await.unwrap();
+    let debug = debug.text().await.unwrap();
+    assert!(debug.contains("\nmetrics:\n"), "{}", &debug[..200.min(debug.len())]);
+    assert!(debug.contains("demo_fan_out{n=\"sample-00059999\"} 59999\n"));
+
+    // /metrics: the exporter's own metrics, then the device's, in one gzip member.
+    let target = h.sim.url().parse().unwrap();
+    let h2 = Harness::start_with(move |_, exporter| {
+        exporter.fan_out = 60_000;
+        exporter.default = Some(target);
+    })
+    .await;
+    let (zipped, _) = fetch(format!("{}/metrics", h2.base), true).await;
+    let (plain, _) = fetch(format!("{}/metrics", h2.base), false).await;
+    for text in [&zipped, &plain] {
+        assert!(text.starts_with("# HELP demo_exporter_"), "{}", &text[..200]);
+        assert!(text.contains("\ndemo_exporter_build_info{"), "own metrics missing");
+        assert_eq!(sample(text, "demo_up"), Some(1.0));
+        assert_eq!(text.lines().filter(|l| l.starts_with("demo_fan_out{")).count(), 60_000);
+    }
+    if let Some(findings) = exporter_core::testing::promtool_check_metrics(&zipped) {
+        assert_eq!(findings, "", "promtool");
+    }
+}
+
 #[tokio::test]
 async fn bad_probe_requests_are_400_with_a_reason() {
     let h = Harness::start().await;

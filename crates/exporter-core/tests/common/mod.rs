@@ -56,6 +56,8 @@ pub struct DemoExporter {
     client: reqwest::Client,
     pub default: Option<DemoTarget>,
     pub shutdowns: Arc<AtomicUsize>,
+    /// Extra samples each probe writes (`demo_fan_out{n="…"}`), to make a large scrape.
+    pub fan_out: u32,
 }
 
 impl DemoExporter {
@@ -64,6 +66,7 @@ impl DemoExporter {
             client: exporter_core::client::http_client(&INFO).unwrap(),
             default: None,
             shutdowns: Arc::new(AtomicUsize::new(0)),
+            fan_out: 0,
         }
     }
 
@@ -99,6 +102,12 @@ impl Exporter for DemoExporter {
             .sample_opt(&[], s.temperature_celsius);
             out.gauge("uptime_seconds", "Time since the device started, in seconds.")
                 .sample(&[], s.uptime_seconds);
+        }
+        let mut n = String::new();
+        for i in 0..self.fan_out {
+            n.clear();
+            std::fmt::Write::write_fmt(&mut n, format_args!("sample-{i:08}")).ok();
+            out.gauge("fan_out", "One of many samples.").sample(&[("n", &n)], f64::from(i));
         }
         Ok(())
     }
