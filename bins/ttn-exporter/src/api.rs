@@ -10,14 +10,17 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::wire::{Float, Timestamp, de_opt};
+use crate::wire::{Float, SmallMap, Timestamp, de_opt};
 
 /// `GET /api/v3/gateways` (and the user/organization variants): one page.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct GatewaysPage {
+pub struct GatewaysPage<'a> {
     /// Raw entries, decoded one by one so that one odd gateway does not hide the others.
-    pub gateways: Vec<serde_json::Value>,
+    /// They stay slices of the answer until then: a page of 1000 gateways parsed into
+    /// `serde_json::Value`s first would cost about 4 MB more.
+    #[serde(borrow)]
+    pub gateways: Vec<&'a serde_json::value::RawValue>,
 }
 
 /// One gateway of the registry, as far as the exporter's field mask asks for it.
@@ -119,8 +122,8 @@ pub struct GatewayStatus {
     pub time: Option<Timestamp>,
     #[serde(deserialize_with = "de_opt::timestamp")]
     pub boot_time: Option<Timestamp>,
-    pub versions: BTreeMap<String, String>,
-    pub metrics: BTreeMap<String, Float>,
+    pub versions: SmallMap<String>,
+    pub metrics: SmallMap<Float>,
 }
 
 /// `round_trip_times`: present only with at least one sample in the last 30 minutes.
@@ -200,9 +203,17 @@ pub struct ErrorDetails {
     pub name: Option<String>,
 }
 
-/// Decodes one gateway entry of a list page.
+/// Decodes one gateway (`GET /api/v3/gateways/{id}`).
 pub fn gateway(value: serde_json::Value) -> Result<Gateway, String> {
-    let gateway: Gateway = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    with_id(serde_json::from_value(value).map_err(|e| e.to_string())?)
+}
+
+/// Decodes one entry of a list page.
+pub fn gateway_entry(entry: &serde_json::value::RawValue) -> Result<Gateway, String> {
+    with_id(serde_json::from_str(entry.get()).map_err(|e| e.to_string())?)
+}
+
+fn with_id(gateway: Gateway) -> Result<Gateway, String> {
     if gateway.ids.gateway_id.is_empty() {
         return Err("gateway without ids.gateway_id".to_owned());
     }

@@ -53,7 +53,8 @@ pub struct Known {
     pub id: String,
     /// The registry entry; `None` when the key cannot read it.
     pub info: Option<Arc<api::Gateway>>,
-    pub cluster: Cluster,
+    /// Shared by the gateways of one Gateway Server.
+    pub cluster: Arc<Cluster>,
 }
 
 /// The last good statistics answer of one gateway.
@@ -477,7 +478,7 @@ impl Cache {
         let now = Instant::now();
         let interval = self.config.gateways_refresh;
         let found = match &self.config.selection {
-            Selection::List(scope) => match self.list_all(client, scope).await {
+            Selection::List(scope) => match self.list_all(client, scope, &snap.gateways).await {
                 Ok((gateways, problems)) if gateways.is_empty() && problems.is_empty() => {
                     if let Some(why) = self.explain_empty_list(client).await {
                         snap.list.fail_for(now, interval, why);
@@ -500,13 +501,16 @@ impl Cache {
             },
         };
         let (gateways, problems) = found;
+        // Gateways of one Gateway Server share its cluster (10,000 gateways, 3 clusters).
+        let mut clusters: HashMap<Option<String>, Arc<Cluster>> = HashMap::new();
         let mut known: Vec<Known> = gateways
             .into_iter()
             .map(|(id, info)| {
-                let cluster = self
-                    .config
-                    .cluster(info.as_ref().and_then(|i| i.gateway_server_address.as_deref()));
-                Known { id, info, cluster }
+                let address = info.as_ref().and_then(|i| i.gateway_server_address.clone());
+                let cluster = clusters.entry(address).or_insert_with_key(|address| {
+                    Arc::new(self.config.cluster(address.as_deref()))
+                });
+                Known { id, info, cluster: Arc::clone(cluster) }
             })
             .collect();
         known.sort_by(|a, b| a.id.cmp(&b.id));
@@ -555,6 +559,7 @@ impl Cache {
         &self,
         client: &Client,
         scope: &crate::client::ListScope,
+        previous: &[Known],
     ) -> Result<(Vec<(String, Option<Arc<api::Gateway>>)>, Vec<String>), ApiError> {
         let mut gateways = Vec::new();
         let mut seen = HashSet::new();
@@ -567,7 +572,16 @@ impl Cache {
             for entry in entries {
                 match entry {
                     Ok(g) if seen.insert(g.ids.gateway_id.clone()) => {
-                        gateways.push((g.ids.gateway_id.clone(), Some(Arc::new(g))));
+                        // An unchanged entry keeps the one already held (the registry rarely
+                        // changes), so a refresh does not hold two copies of every gateway.
+                        let held = previous
+                            .binary_search_by(|k| k.id.as_str().cmp(&g.ids.gateway_id))
+                            .ok()
+                            .and_then(|i| previous.get(i))
+                            .and_then(|k| k.info.as_ref())
+                            .filter(|held| ***held == g);
+                        let info = held.map_or_else(|| Arc::new(g), Arc::clone);
+                        gateways.push((info.ids.gateway_id.clone(), Some(info)));
                     }
                     Ok(_) => {}
                     Err(why) => {

@@ -217,8 +217,9 @@ impl Client {
             .get("x-total-count")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let page: api::GatewaysPage = decode(&body)?;
-        Ok((page.gateways.into_iter().map(api::gateway).collect(), total))
+        let page: api::GatewaysPage<'_> = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Decode(format!("invalid JSON: {e}")))?;
+        Ok((page.gateways.into_iter().map(api::gateway_entry).collect(), total))
     }
 
     /// `GET /api/v3/gateways/{id}` with the exporter's field mask.

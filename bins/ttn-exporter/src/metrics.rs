@@ -13,13 +13,43 @@ use crate::{
     wire::Timestamp,
 };
 
-const CACHED: &str = "cached up to --stats-ttl and served at most --stats-max-stale longer \
-                      while the API cannot be reached or rate-limits (see \
-                      ttn_gateway_stats_age_seconds), then absent";
+/// The help text of a cached statistics series: `text`, then how long it is served. Help
+/// texts are literals (no `format!`): a scrape passes them once per gateway.
+macro_rules! cached {
+    ($($text:expr),+) => {
+        concat!(
+            $($text),+,
+            "; cached up to --stats-ttl and served at most --stats-max-stale longer while the API \
+             cannot be reached or rate-limits (see ttn_gateway_stats_age_seconds), then absent."
+        )
+    };
+}
 
-const REMEMBERED: &str = "the newest the exporter has seen, kept after the Gateway Server \
-                          forgets it (404 not_connected 48 h after a disconnect, and on \
-                          reconnection) and across restarts with --state-directory";
+/// The help text of a remembered time: `text`, then how it is kept.
+macro_rules! remembered {
+    ($text:literal) => {
+        concat!(
+            $text,
+            "; the newest the exporter has seen, kept after the Gateway Server forgets it (404 \
+             not_connected 48 h after a disconnect, and on reconnection) and across restarts \
+             with --state-directory."
+        )
+    };
+}
+
+/// The unit of a timestamp series.
+macro_rules! since_epoch {
+    () => {
+        ", in seconds since the Unix epoch"
+    };
+}
+
+/// How the connection counters restart.
+macro_rules! reset {
+    () => {
+        "The Gateway Server restarts the count at 0 on each reconnection"
+    };
+}
 
 /// Everything the exporter knows about one gateway, borrowed for rendering.
 #[derive(Debug, Clone, Copy)]
@@ -103,18 +133,12 @@ fn last_seen(
     let labels = [("gateway_id", id)];
     out.gauge(
         "gateway_last_status_timestamp_seconds",
-        &format!(
-            "Time the last status message was received, in seconds since the Unix epoch; \
-             {REMEMBERED}."
-        ),
+        remembered!("Time the last status message was received, in seconds since the Unix epoch"),
     )
     .sample_opt(&labels, status.map(Timestamp::as_secs_f64));
     out.gauge(
         "gateway_last_uplink_timestamp_seconds",
-        &format!(
-            "Time the last uplink message was received, in seconds since the Unix epoch; \
-             {REMEMBERED}."
-        ),
+        remembered!("Time the last uplink message was received, in seconds since the Unix epoch"),
     )
     .sample_opt(&labels, uplink.map(Timestamp::as_secs_f64));
 }
@@ -254,9 +278,9 @@ fn antennas(out: &mut Scrape, id: &str, info: &api::Gateway) {
 fn connected(out: &mut Scrape, id: &str, value: bool) {
     out.gauge(
         "gateway_connected",
-        &format!(
+        cached!(
             "1 while the gateway is connected to its Gateway Server (connected_at set, \
-             disconnected_at not), 0 when disconnected or not connected to its cluster; {CACHED}."
+             disconnected_at not), 0 when disconnected or not connected to its cluster"
         ),
     )
     .sample(&[("gateway_id", id)], if value { 1.0 } else { 0.0 });
@@ -268,48 +292,50 @@ fn connection(out: &mut Scrape, id: &str, s: &api::ConnectionStats, tx_ack_known
     let stamps = [
         (
             "gateway_connected_timestamp_seconds",
-            "Time the current connection started",
+            cached!("Time the current connection started", since_epoch!()),
             s.connected_at,
         ),
         (
             "gateway_disconnected_timestamp_seconds",
-            "Time the last connection ended (kept by the Gateway Server for 48 h)",
+            cached!(
+                "Time the last connection ended (kept by the Gateway Server for 48 h)",
+                since_epoch!()
+            ),
             s.disconnected_at,
         ),
         (
             "gateway_last_downlink_timestamp_seconds",
-            "Time the last downlink message was sent to the gateway",
+            cached!("Time the last downlink message was sent to the gateway", since_epoch!()),
             s.last_downlink_received_at,
         ),
         (
             "gateway_last_tx_acknowledgment_timestamp_seconds",
-            "Time the last transmission acknowledgment was received",
+            cached!("Time the last transmission acknowledgment was received", since_epoch!()),
             s.last_tx_acknowledgment_received_at,
         ),
         (
             "gateway_boot_timestamp_seconds",
-            "Boot time the gateway reported in its last status (absent when it reported none \
-             or a placeholder before 1971)",
+            cached!(
+                "Boot time the gateway reported in its last status (absent when it reported none \
+                 or a placeholder before 1971)",
+                since_epoch!()
+            ),
             s.last_status.as_ref().and_then(|st| st.boot_time).and_then(|t| t.plausible()),
         ),
     ];
-    for (name, what, value) in stamps {
-        out.gauge(name, &format!("{what}, in seconds since the Unix epoch; {CACHED}."))
-            .sample_opt(&labels, value.map(|t| t.as_secs_f64()));
+    for (name, help, value) in stamps {
+        out.gauge(name, help).sample_opt(&labels, value.map(|t| t.as_secs_f64()));
     }
 
     // A statistics body omits zero counts, so an omitted count is a real 0 here.
-    let reset = "The Gateway Server restarts the count at 0 on each reconnection";
     out.counter(
         "gateway_uplinks_total",
-        &format!("Uplink messages received from the gateway during the last connection. {reset}; {CACHED}."),
+        cached!("Uplink messages received from the gateway during the last connection. ", reset!()),
     )
     .sample(&labels, s.uplink_count.unwrap_or(0) as f64);
     out.counter(
         "gateway_downlinks_total",
-        &format!(
-            "Downlink messages sent to the gateway during the last connection. {reset}; {CACHED}."
-        ),
+        cached!("Downlink messages sent to the gateway during the last connection. ", reset!()),
     )
     .sample(&labels, s.downlink_count.unwrap_or(0) as f64);
     let tx_acks = match s.tx_acknowledgment_count {
@@ -319,31 +345,34 @@ fn connection(out: &mut Scrape, id: &str, s: &api::ConnectionStats, tx_ack_known
     };
     out.counter(
         "gateway_tx_acknowledgments_total",
-        &format!(
+        cached!(
             "Transmission acknowledgments received from the gateway during the last connection \
-             (absent on Gateway Servers older than 3.25.2). {reset}; {CACHED}."
+             (absent on Gateway Servers older than 3.25.2). ",
+            reset!()
         ),
     )
     .sample_opt(&labels, tx_acks.map(|n| n as f64));
 
     // Inside a present object, omitted fields are zeros (protobuf JSON).
     if let Some(rtt) = &s.round_trip_times {
-        let rtt_help = |what: &str| {
-            format!(
-                "{what} round-trip time to the gateway over its last samples (at most 20 in 30 min), in seconds; {CACHED}."
-            )
-        };
-        out.gauge("gateway_round_trip_min_seconds", &rtt_help("Shortest"))
+        macro_rules! rtt_help {
+            ($what:literal) => {
+                cached!(
+                    $what,
+                    " round-trip time to the gateway over its last samples (at most 20 in 30 \
+                     min), in seconds"
+                )
+            };
+        }
+        out.gauge("gateway_round_trip_min_seconds", rtt_help!("Shortest"))
             .sample(&labels, rtt.min.unwrap_or(0.0));
-        out.gauge("gateway_round_trip_max_seconds", &rtt_help("Longest"))
+        out.gauge("gateway_round_trip_max_seconds", rtt_help!("Longest"))
             .sample(&labels, rtt.max.unwrap_or(0.0));
-        out.gauge("gateway_round_trip_median_seconds", &rtt_help("Median"))
+        out.gauge("gateway_round_trip_median_seconds", rtt_help!("Median"))
             .sample(&labels, rtt.median.unwrap_or(0.0));
         out.gauge(
             "gateway_round_trip_samples",
-            &format!(
-                "Number of round-trip samples the min, max and median are taken over; {CACHED}."
-            ),
+            cached!("Number of round-trip samples the min, max and median are taken over"),
         )
         .sample(&labels, f64::from(rtt.count.unwrap_or(0)));
     }
@@ -355,32 +384,32 @@ fn connection(out: &mut Scrape, id: &str, s: &api::ConnectionStats, tx_ack_known
             [("gateway_id", id), ("min_frequency_hz", &min), ("max_frequency_hz", &max)];
         out.gauge(
             "gateway_sub_band_downlink_utilization_ratio",
-            &format!(
+            cached!(
                 "Used fraction of the sub-band's available downlink duty cycle (0-1), per \
-                 sub-band given by its frequency range in Hz; {CACHED}."
+                 sub-band given by its frequency range in Hz"
             ),
         )
         .sample(&band_labels, band.downlink_utilization.unwrap_or(0.0));
         out.gauge(
             "gateway_sub_band_downlink_utilization_limit_ratio",
-            &format!(
+            cached!(
                 "Downlink duty-cycle limit of the sub-band (0-1; 1 when duty cycle is not \
-                 enforced), per sub-band given by its frequency range in Hz; {CACHED}."
+                 enforced), per sub-band given by its frequency range in Hz"
             ),
         )
         .sample(&band_labels, band.downlink_utilization_limit.unwrap_or(0.0));
     }
 
     if let Some(status) = &s.last_status {
-        for (name, value) in &status.metrics {
+        for (name, value) in status.metrics.iter() {
             // NaN and infinities are the gateway saying "no reading": absent, not a value.
             if value.0.is_finite() {
                 out.gauge(
                     "gateway_status_metric",
-                    &format!(
+                    cached!(
                         "Numeric values of the gateway's last status message as the packet \
                          forwarder reported them (per-interval counts such as rxin, rxok, txok; \
-                         ackr in percent; temp in degrees Celsius); {CACHED}."
+                         ackr in percent; temp in degrees Celsius)"
                     ),
                 )
                 .sample(&[("gateway_id", id), ("name", name)], value.0);

@@ -3,7 +3,7 @@
 //! 64-bit integers sent as strings, and floats that may be the strings `"NaN"` or
 //! `"Infinity"`.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use serde::{Deserialize, Deserializer, de};
 
@@ -44,6 +44,119 @@ impl fmt::Display for Timestamp {
             write!(f, ".{:09}", self.nanos)?;
         }
         f.write_str("Z")
+    }
+}
+
+/// A JSON object of a few entries (a status message's `versions` and `metrics`), kept as
+/// pairs sorted by key: a `BTreeMap` node costs about 0.5 KB even for two entries, which is
+/// 10 MB for 10,000 gateways. The keys gateways send are the same few names, so a known name
+/// costs no allocation. A key given twice keeps its last value, as a map would.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmallMap<V>(Vec<(Cow<'static, str>, V)>);
+
+/// Keys of `versions` and `metrics` as gateways send them (spec §1.6), shared by all.
+const KNOWN_KEYS: [&str; 20] = [
+    "ackr",
+    "alti",
+    "dwnb",
+    "firmware",
+    "lati",
+    "long",
+    "package",
+    "platform",
+    "rxfw",
+    "rxin",
+    "rxnb",
+    "rxok",
+    "station",
+    "temp",
+    "ttn-lw-gateway-server",
+    "txin",
+    "txnb",
+    "txok",
+    "model",
+    "features",
+];
+
+fn key(text: String) -> Cow<'static, str> {
+    match KNOWN_KEYS.iter().find(|k| **k == text) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(text),
+    }
+}
+
+impl<V> Default for SmallMap<V> {
+    fn default() -> Self {
+        SmallMap(Vec::new())
+    }
+}
+
+impl<V> SmallMap<V> {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&V> {
+        let i = self.0.binary_search_by(|(k, _)| k.as_ref().cmp(key)).ok()?;
+        self.0.get(i).map(|(_, v)| v)
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<V> FromIterator<(String, V)> for SmallMap<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(entries: I) -> Self {
+        let mut pairs: Vec<(Cow<'static, str>, V)> =
+            entries.into_iter().map(|(k, v)| (key(k), v)).collect();
+        // Stable: of two equal keys the later stays later, and wins below.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(Cow<'static, str>, V)> = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            match out.last_mut() {
+                Some(last) if last.0 == k => last.1 = v,
+                _ => out.push((k, v)),
+            }
+        }
+        SmallMap(out)
+    }
+}
+
+impl<V> std::ops::Index<&str> for SmallMap<V> {
+    type Output = V;
+
+    /// Panics when `key` is absent, like a map's index (tests only; the exporter uses
+    /// [`SmallMap::get`]).
+    fn index(&self, key: &str) -> &V {
+        #[allow(clippy::expect_used)]
+        self.get(key).expect("no such key")
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SmallMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> de::Visitor<'de> for Pairs<V> {
+            type Value = SmallMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<SmallMap<V>, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(entry) = map.next_entry::<String, V>()? {
+                    pairs.push(entry);
+                }
+                Ok(pairs.into_iter().collect())
+            }
+        }
+        d.deserialize_map(Pairs(std::marker::PhantomData))
     }
 }
 
@@ -296,6 +409,27 @@ mod tests {
 
     fn ts(s: &str) -> Timestamp {
         Timestamp::parse(s).unwrap()
+    }
+
+    #[test]
+    fn small_maps_are_sorted_and_keep_the_last_of_a_repeated_key() {
+        let m: SmallMap<Float> =
+            serde_json::from_str(r#"{"temp": 31.5, "ackr": "NaN", "rxin": 3, "temp": 32}"#)
+                .unwrap();
+        let entries: Vec<(&str, f64)> = m.iter().map(|(k, v)| (k, v.0)).collect();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].0, "ackr");
+        assert!(entries[0].1.is_nan());
+        assert_eq!(&entries[1..], [("rxin", 3.0), ("temp", 32.0)]);
+        assert_eq!(m.get("temp").map(|v| v.0), Some(32.0));
+        assert!(m.get("txin").is_none());
+        // Through a parsed value too (the batch answer is decoded entry by entry).
+        let value = serde_json::json!({"b": "2", "a": "1"});
+        let v: SmallMap<String> = serde_json::from_value(value).unwrap();
+        assert_eq!(v.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(v["b"], "2");
+        assert!(serde_json::from_str::<SmallMap<String>>("[1]").is_err());
+        assert!(serde_json::from_str::<SmallMap<String>>(r#"{"a": 1}"#).is_err());
     }
 
     #[test]

@@ -26,9 +26,10 @@ fn ts(s: &str) -> Option<Timestamp> {
 
 #[test]
 fn gateway_list_page() {
-    let page: api::GatewaysPage = serde_json::from_str(&fixture("list_page1.json")).unwrap();
+    let text = fixture("list_page1.json");
+    let page: api::GatewaysPage = serde_json::from_str(&text).unwrap();
     let gateways: Vec<api::Gateway> =
-        page.gateways.into_iter().map(|g| api::gateway(g).unwrap()).collect();
+        page.gateways.into_iter().map(|g| api::gateway_entry(g).unwrap()).collect();
     assert_eq!(gateways.len(), 3);
     let attic = &gateways[0];
     assert_eq!(attic.ids.gateway_id, "attic-rak7248");
@@ -67,6 +68,14 @@ fn gateway_list_page() {
     let empty: api::GatewaysPage = serde_json::from_str("{}").unwrap();
     assert!(empty.gateways.is_empty());
     assert!(api::gateway(serde_json::json!({"name": "x"})).unwrap_err().contains("gateway_id"));
+    let odd: api::GatewaysPage = serde_json::from_str(
+        r#"{"gateways": [{"name": "x"}, {"ids": 5}, {"ids": {"gateway_id": "ok"}}]}"#,
+    )
+    .unwrap();
+    let decoded: Vec<_> = odd.gateways.into_iter().map(api::gateway_entry).collect();
+    assert!(decoded[0].as_ref().unwrap_err().contains("gateway_id"));
+    assert!(decoded[1].as_ref().unwrap_err().contains("invalid type"), "{:?}", decoded[1]);
+    assert_eq!(decoded[2].as_ref().unwrap().ids.gateway_id, "ok");
 }
 
 #[test]
@@ -83,7 +92,7 @@ fn connected_udp_gateway_every_field() {
     assert_eq!(status.boot_time, ts("2024-10-20T03:02:11Z"));
     assert!(status.boot_time.unwrap().plausible().is_some());
     assert_eq!(status.versions["ttn-lw-gateway-server"], "3.32.1");
-    let metrics: Vec<(&str, f64)> = status.metrics.iter().map(|(k, v)| (k.as_str(), v.0)).collect();
+    let metrics: Vec<(&str, f64)> = status.metrics.iter().map(|(k, v)| (k, v.0)).collect();
     assert_eq!(
         metrics,
         [

@@ -45,9 +45,10 @@ fn check(text: &str) {
 
 #[test]
 fn every_gateway_kind() {
-    let page: api::GatewaysPage = serde_json::from_value(fixture("list_page1.json")).unwrap();
+    let text = fixture("list_page1.json").to_string();
+    let page: api::GatewaysPage = serde_json::from_str(&text).unwrap();
     let infos: Vec<api::Gateway> =
-        page.gateways.into_iter().map(|g| api::gateway(g).unwrap()).collect();
+        page.gateways.into_iter().map(|g| api::gateway_entry(g).unwrap()).collect();
     let udp = stats("stats_udp.json");
     let disconnected = stats("stats_disconnected.json");
     let lbs = stats("stats_lbs.json");
@@ -208,8 +209,9 @@ fn semantics_in_the_output() {
 
 #[test]
 fn antenna_locations_only_with_expose_location() {
-    let page: api::GatewaysPage = serde_json::from_value(fixture("list_page1.json")).unwrap();
-    let attic = api::gateway(page.gateways[0].clone()).unwrap();
+    let text = fixture("list_page1.json").to_string();
+    let page: api::GatewaysPage = serde_json::from_str(&text).unwrap();
+    let attic = api::gateway_entry(page.gateways[0]).unwrap();
     let mut gw = GatewayView {
         id: "attic-rak7248",
         info: Some(&attic),
