@@ -365,7 +365,13 @@ fn ttn(bin_dir: &Path) -> anyhow::Result<Row> {
             secs(60),
         )?;
         ensure_ok("refreshing ttn scrapes", &refresh)?;
-        let peak = refreshing.stats()?.hwm_kib.max(cached.stats()?.hwm_kib);
+        let (refresh_hwm, cached_hwm) = (refreshing.stats()?.hwm_kib, cached.stats()?.hwm_kib);
+        eprintln!(
+            "    peak RSS: refreshing {:.1} MiB, cached (first scrape plain) {:.1} MiB",
+            refresh_hwm as f64 / 1024.0,
+            cached_hwm as f64 / 1024.0
+        );
+        let peak = refresh_hwm.max(cached_hwm);
         group.check_running(refreshing.index)?;
         group.stop();
 
