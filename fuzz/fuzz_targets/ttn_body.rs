@@ -39,7 +39,7 @@ fuzz_target!(|body: &[u8]| {
 
     let mut gateways = Vec::new();
     if let Ok(page) = serde_json::from_slice::<api::GatewaysPage>(body) {
-        gateways.extend(page.gateways.into_iter().filter_map(|v| api::gateway(v).ok()));
+        gateways.extend(page.gateways.into_iter().filter_map(|v| api::gateway_entry(v).ok()));
     }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else { return };
     if let Ok(g) = api::gateway(value.clone()) {
