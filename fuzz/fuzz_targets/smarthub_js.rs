@@ -1,6 +1,8 @@
-//! Smart Hub 2 JavaScript pages (`cgi_basicMyDevice.js`, `cgi_owl.js`): evaluation in the
-//! rquickjs sandbox with small limits (2 MiB, 50 ms, so one run stays short), extraction of
-//! the device list, rates, mesh nodes and stations, and their render.
+//! Smart Hub 2 JavaScript pages (`cgi_basicMyDevice.js`, `cgi_owl.js`): the Rust decoding of
+//! plain data pages, evaluation in the rquickjs sandbox with small limits (2 MiB, 50 ms, so one
+//! run stays short), extraction of the device list, rates, mesh nodes and stations, and their
+//! render. Whenever the decoder takes a page, QuickJS must read exactly the same lists from it
+//! (unless it hits one of those small limits).
 //! Seeds: `bins/smarthub-exporter/tests/fixtures/cgi_*.js`.
 #![no_main]
 
@@ -8,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use smarthub_exporter::{
-    devices_from_js,
-    js::{ByteSize, JsLimits},
+    DEVICE_EXTRACTS, MESH_EXTRACTS, devices_from_js,
+    js::{self, ByteSize, JsLimits},
     mesh_from_js,
     metrics::{self, LanSelection},
 };
@@ -28,4 +30,11 @@ fuzz_target!(|body: &[u8]| {
         metrics::mesh(&mut out, &mesh, LanSelection { include_inactive: true, max: 64 });
     }
     check_exposition(&out);
+    for extracts in [DEVICE_EXTRACTS, MESH_EXTRACTS] {
+        if let Some(decoded) = js::decode(&text, extracts)
+            && let Ok(evaluated) = js::evaluate(&text, extracts, LIMITS, deadline)
+        {
+            assert_eq!(decoded, evaluated, "the decoder and QuickJS disagree");
+        }
+    }
 });

@@ -1,4 +1,11 @@
-//! The JavaScript sandbox: evaluates one hub script in rquickjs and reads chosen globals out.
+//! Reading the hub's scripts: decoded in Rust when they are plain data, otherwise evaluated
+//! in the JavaScript sandbox (rquickjs), and chosen globals read out.
+//!
+//! The hub's pages are nothing but data statements. [`decode`] reads such a page without
+//! running it ([`prescan`] checks that the whole page is data statements and decodes the lists
+//! read), yielding exactly what QuickJS would read from it; any page or value it does not
+//! decode exactly as JavaScript does (code, escapes, other number forms, a list that is not a
+//! plain list of entry objects) gives `None`, and the caller [`evaluate`]s the page instead.
 //!
 //! Every evaluation gets a fresh `Context`, dropped afterwards, in a `Runtime` whose limits
 //! are set anew for it:
@@ -27,7 +34,8 @@
 //! Values are read out through the rquickjs API into plain Rust records, bounded in count and
 //! length, so a hostile script cannot make the Rust side allocate without limit either.
 //! Evaluation is synchronous: callers run it with [`run_blocking`] on tokio's blocking
-//! pool, never on the async workers.
+//! pool, never on the async workers. Decoding needs no limits (it runs no code, and its work
+//! and records are bounded by the body, [`MAX_ENTRIES`] and [`MAX_RAW_CHARS`]).
 
 use std::{
     cell::RefCell,
@@ -77,6 +85,18 @@ impl Default for JsLimits {
 pub struct Extract {
     pub global: &'static str,
     pub fields: &'static [&'static str],
+}
+
+/// The lists `extracts` read from `source`, decoded in Rust without QuickJS, when the script is
+/// only data statements assigning each global a plain list of entry objects whose read values
+/// are literals decoded exactly as JavaScript does ([`prescan::decode`]). `None` for any other
+/// script: [`evaluate`] it instead.
+///
+/// It runs no code, so it needs none of the sandbox's limits: its work is linear in `source`,
+/// and it keeps at most [`MAX_ENTRIES`] entries per list and [`MAX_RAW_CHARS`] characters per
+/// value.
+pub fn decode(source: &str, extracts: &[Extract]) -> Option<Vec<Vec<Record>>> {
+    prescan::decode(source, extracts)
 }
 
 /// Evaluates `source` in a fresh sandbox and reads each of `extracts`.
@@ -299,23 +319,34 @@ fn get_index<'js>(
 /// A string or number as text; anything else is `None`.
 fn scalar(v: &Value) -> rquickjs::Result<Option<String>> {
     if let Some(s) = v.as_string() {
-        let s = s.to_string()?;
-        return Ok(Some(if s.chars().count() > MAX_RAW_CHARS {
-            s.chars().take(MAX_RAW_CHARS).collect()
-        } else {
-            s
-        }));
+        return Ok(Some(bounded(&s.to_string()?)));
     }
     if let Some(i) = v.as_int() {
         return Ok(Some(i.to_string()));
     }
     if let Some(f) = v.as_float() {
-        if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e18 {
-            return Ok(Some(format!("{}", f as i64)));
-        }
-        return Ok(Some(f.to_string()));
+        return Ok(Some(number_text(f)));
     }
     Ok(None)
+}
+
+/// A string read out, cut to [`MAX_RAW_CHARS`] characters.
+fn bounded(s: &str) -> String {
+    if s.len() > MAX_RAW_CHARS && s.chars().count() > MAX_RAW_CHARS {
+        s.chars().take(MAX_RAW_CHARS).collect()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A number read out as text: an integral value below 10^18 without a fraction (as an
+/// integer QuickJS keeps as one is written), any other as Rust writes an `f64`.
+fn number_text(f: f64) -> String {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e18 {
+        (f as i64).to_string()
+    } else {
+        f.to_string()
+    }
 }
 
 /// A clear, bounded message for an engine error.
@@ -517,10 +548,10 @@ mod tests {
         assert_eq!(ByteSize(16 << 20).to_string(), "16MiB");
     }
 
-    /// Every hub page of the fixtures and the capture corpus takes the reduced path, and
-    /// reading the reduced script gives exactly what reading the whole one gives.
+    /// Every hub page of the fixtures and the capture corpus is decoded in Rust and takes the
+    /// reduced path, and both give exactly what evaluating the whole page in QuickJS gives.
     #[test]
-    fn reduced_scripts_read_the_same_as_whole_ones() {
+    fn decoded_and_reduced_scripts_read_the_same_as_whole_ones() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
         let mut pages: Vec<(String, String)> = Vec::new();
         for name in ["cgi_basicMyDevice.js", "cgi_basicMyDevice_empty.js", "cgi_owl.js"] {
@@ -544,6 +575,29 @@ mod tests {
                 }
             }
         }
+        // The simulator's pages: its tricky device list, none, and a long list.
+        let lists = [
+            ("tricky", device_sim::smarthub::tricky_devices()),
+            ("empty", Vec::new()),
+            ("many:500", device_sim::smarthub::many_devices(500)),
+        ];
+        for (what, devices) in lists {
+            let hub = device_sim::smarthub::SmartHub::default();
+            hub.set_devices(devices);
+            for path in [crate::DEVICES_PATH, crate::MESH_PATH] {
+                let req = device_sim::http::Request {
+                    method: "GET".to_owned(),
+                    path: path.to_owned(),
+                    query: String::new(),
+                    headers: vec![("referer".to_owned(), "http://hub/".to_owned())],
+                    body: Vec::new(),
+                };
+                let answer = hub.respond(&req);
+                assert_eq!(answer.status, 200, "device-sim {what} {path}");
+                let body = String::from_utf8(answer.body).unwrap();
+                pages.push((format!("device-sim {what} {path}"), body));
+            }
+        }
         let mut seen = [0, 0];
         for (name, body) in pages {
             let (extracts, n) = match body.contains("known_device_list") {
@@ -559,11 +613,285 @@ mod tests {
             let whole = evaluate_once(Script::Whole(&body), extracts, limits, &clock).unwrap();
             let part = evaluate_once(Script::Data(&reduced), extracts, limits, &clock).unwrap();
             assert_eq!(part, whole, "{name}");
+            let decoded = decode(&body, extracts).unwrap_or_else(|| panic!("{name}: not decoded"));
+            assert_eq!(decoded, whole, "{name}");
             if !whole[0].is_empty() {
                 seen[n] += 1;
             }
         }
         assert!(seen[0] >= 4 && seen[1] >= 4, "pages with entries: {seen:?}");
+    }
+
+    /// Reads `list` (fields `a`, `b`, `constructor`) from `src` by evaluating it whole in
+    /// QuickJS.
+    fn whole(src: &str) -> anyhow::Result<Vec<Vec<Record>>> {
+        let clock = Clock::new(Duration::from_secs(10), Instant::now() + Duration::from_secs(10));
+        evaluate_once(Script::Whole(src), &[PROBE], JsLimits::default(), &clock)
+    }
+
+    const PROBE: Extract = Extract { global: "list", fields: &["a", "b", "constructor"] };
+
+    /// `src` is decoded in Rust, to exactly what QuickJS reads from it.
+    #[track_caller]
+    fn decodes_as_quickjs(src: &str) {
+        let decoded = decode(src, &[PROBE]).unwrap_or_else(|| panic!("not decoded: {src:?}"));
+        assert_eq!(decoded, whole(src).unwrap(), "{src:?}");
+    }
+
+    #[test]
+    fn literals_decode_exactly_as_quickjs_reads_them() {
+        let values = [
+            // Strings, as the hub writes them and otherwise.
+            "'x%27y'",
+            "\"it's\"",
+            "'say \"hi\"'",
+            "''",
+            "'a;b // c /* d */'",
+            "'tab\there'",
+            "'Zo\u{eb} \u{4e2d}\u{6587} \u{1f600}'",
+            "'\u{feff}\u{1}'",
+            "'NULL'",
+            // Numbers.
+            "0",
+            "7",
+            "-1",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1.5",
+            "-1.5",
+            "0.1",
+            "100.0",
+            "0.000001",
+            "2147483647",
+            "2147483648",
+            "-2147483648",
+            "-2147483649",
+            "4294967295",
+            "123456789012345",
+            "999999999999999",
+            "-99999999999999.9",
+            "0.12345678901234",
+            "0.00000000000001",
+            // Values with nothing to read.
+            "null",
+            "true",
+            "false",
+            "[]",
+            "{}",
+            "[1, 'x', [null, {a: 'deep'}]]",
+            "{a: 'inner', b: 2}",
+        ];
+        for v in values {
+            decodes_as_quickjs(&format!("var list=[{{a:{v}, b:{v}}},null];"));
+        }
+        // Values longer than MAX_RAW_CHARS are cut the same way, by characters.
+        decodes_as_quickjs(&format!("var list=[{{a:'{}'}}];", "\u{e9}x".repeat(MAX_RAW_CHARS)));
+        decodes_as_quickjs(&format!("var list=[{{a:'{}'}}];", "y".repeat(MAX_RAW_CHARS + 1)));
+    }
+
+    #[test]
+    fn lists_and_statements_decode_exactly_as_quickjs_reads_them() {
+        let scripts = [
+            "var list=[];",
+            "var list=[null];",
+            "var list=[null,null,];",
+            "var list=[{}];",
+            "var list=[{},{a:'1'},null,{b:2,},];",
+            // Missing fields, a property of Object.prototype, and one the entry sets.
+            "var list=[{x:'1'}];",
+            "var list=[{constructor:'mine'}];",
+            // Keys: quoted, reserved words, `$`, duplicates (the last one counts).
+            "var list=[{'a':'1',\"b\":'2'}];",
+            "var list=[{if:1, null:2, $x:3, _y:4, a:5}];",
+            "var list=[{a:'1', b:'x', a:'2'}];",
+            "var list=[{a:'1', a:null}];",
+            "var list=[{a:'1', a:{}}];",
+            // Comments and whitespace everywhere.
+            "/* c */ var list /* c */ = /* c */ [ // c\n { a : 'x' , // c\n b : 1 } /* c */ , \
+             null ] // c\n ;",
+            "\n\t\x0b\x0c var list=[{a:'x'}]\n",
+            // Several statements: the last assignment counts, a bare `var` changes nothing.
+            "var list=[{a:'1'}];\nvar list=[{a:'2'}];",
+            "var list=[{a:'1'}];\nvar list;",
+            "var list;\nvar list=[{a:'1'}];",
+            "addCfg(\"i_Mac1\",35323905,'');\nvar list=[{a:'1'}];\nsetCfg();;\nvar other=[1,{x:2}];",
+            "var other = 'var list=[{a:1}];';\nvar list=[{a:'real'}];",
+        ];
+        for src in scripts {
+            decodes_as_quickjs(src);
+        }
+        // The deepest nesting the pre-scan takes, inside an entry.
+        let depth = prescan::MAX_DEPTH - 2;
+        decodes_as_quickjs(&format!(
+            "var list=[{{a:{}{}}}];",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        ));
+        let entries = format!("var list=[{}null];", "{a:'x'},".repeat(MAX_ENTRIES - 1));
+        decodes_as_quickjs(&entries);
+    }
+
+    #[test]
+    fn anything_not_decoded_exactly_falls_back_to_quickjs() {
+        let fall_back = [
+            // Escapes and line continuations.
+            "var list=[{a:'a\\'b'}];",
+            "var list=[{a:'\\x41'}];",
+            "var list=[{a:'\\u0041'}];",
+            "var list=[{a:'\\u{41}'}];",
+            "var list=[{a:'\\101'}];",
+            "var list=[{a:'\\n'}];",
+            "var list=[{a:'a\\\nb'}];",
+            "var list=[{a:`x`}];",
+            // Number forms not decoded.
+            "var list=[{a:1e5}];",
+            "var list=[{a:1E-5}];",
+            "var list=[{a:0x1f}];",
+            "var list=[{a:0o17}];",
+            "var list=[{a:0b11}];",
+            "var list=[{a:017}];",
+            "var list=[{a:.5}];",
+            "var list=[{a:1.}];",
+            "var list=[{a:1_000}];",
+            "var list=[{a:12n}];",
+            "var list=[{a:1234567890123456}];",
+            "var list=[{a:0.1234567890123456}];",
+            "var list=[{a:- 1}];",
+            "var list=[{a:+1}];",
+            // Values that are not literals.
+            "var list=[{a:undefined}];",
+            "var list=[{a:NaN}];",
+            "var list=[{a:Infinity}];",
+            "var list=[{a:x}];",
+            "var list=[{a:'a'+'b'}];",
+            "var list=[{a:f()}];",
+            "var list=[{a:parseInt(\"0\") && parseInt(\"1\")}];",
+            "var list=[{a:(1)}];",
+            "var list=[{a:[,1]}];",
+            "var list=[{a}];",
+            "var list=[{a(){}}];",
+            "var list=[{get a(){return 1}}];",
+            "var list=[{[a]:1}];",
+            "var list=[{1:'x'}];",
+            "var list=[{...x}];",
+            "var list=[{__proto__:{a:1}}];",
+            // Lists that are not plain: holes, other elements, another value.
+            "var list=[,{a:1}];",
+            "var list=[{a:1},,];",
+            "var list=[undefined];",
+            "var list=['x'];",
+            "var list=[1];",
+            "var list=[true];",
+            "var list=[[{a:1}]];",
+            "var list={};",
+            "var list='x';",
+            "var list=null;",
+            "var list=[{a:1}].concat([]);",
+            // The global never assigned, or assigned by code.
+            "var list;",
+            "var other=[];",
+            "",
+            "var list=[];list.push({a:1});",
+            "var list=[], other=[];",
+            "list=[{a:1}];",
+            "var list=[{a:1}];\nfunction f(){}",
+            "var list=[{a:1}];\nwhile(false){}",
+            "var list=[{a:1}]\nvar other=1;",
+            // Not a script of data statements at all.
+            "var list=[{a:'x'},",
+            "<html><body>Forbidden</body></html>",
+            "\u{feff}var list=[];",
+        ];
+        for src in fall_back {
+            assert_eq!(decode(src, &[PROBE]), None, "{src:?}");
+        }
+        // Too many entries or too deep: QuickJS gives the error or the value.
+        let long = format!("var list=[{}];", "null,".repeat(MAX_ENTRIES + 1));
+        assert_eq!(decode(&long, &[PROBE]), None);
+        assert!(format!("{:#}", whole(&long).unwrap_err()).contains("more than"));
+        let depth = prescan::MAX_DEPTH - 1;
+        let deep = format!("var list=[{{a:{}{}}}];", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(decode(&deep, &[PROBE]), None);
+        // Whatever falls back is still read, by QuickJS, as before.
+        assert_eq!(
+            run("var list=[{a:'\\x41',b:0x1f}];").unwrap(),
+            vec![vec![vec![Some("A".to_owned()), Some("31".to_owned())]]]
+        );
+    }
+
+    /// Scripts put together from the literal forms above (and some that fall back), decoded
+    /// whenever the decoder takes them: each decoded one reads exactly as QuickJS reads it.
+    #[test]
+    fn generated_scripts_decode_exactly_as_quickjs_reads_them() {
+        const KEYS: &[&str] = &["a", "b", "'a'", "\"b\"", "constructor", "x", "if", "$"];
+        const VALUES: &[&str] = &[
+            "'v%20w'",
+            "\"q'\"",
+            "''",
+            "'\u{e9}\u{1f600}'",
+            "0",
+            "-0",
+            "12",
+            "-7.25",
+            "0.5",
+            "4294967296",
+            "1e3",
+            "0x10",
+            "null",
+            "true",
+            "false",
+            "[]",
+            "{}",
+            "[1,{a:'n'}]",
+            "'\\x41'",
+            "undefined",
+            "x",
+            "'a'+'b'",
+            ".5",
+        ];
+        const GAPS: &[&str] = &["", " ", "\n", "/* c */", "// c\n", "\t"];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut decoded = 0;
+        for _ in 0..400 {
+            let mut src = String::new();
+            for _ in 0..1 + next(3) {
+                let gap = GAPS[next(GAPS.len())];
+                match next(4) {
+                    0 => {
+                        src.push_str(&format!("addCfg('k',{}){gap};\n", VALUES[next(VALUES.len())]))
+                    }
+                    1 => src.push_str(&format!("var other={gap}{};\n", VALUES[next(VALUES.len())])),
+                    _ => {
+                        src.push_str("var list=[");
+                        for _ in 0..next(4) {
+                            if next(5) == 0 {
+                                src.push_str("null,");
+                                continue;
+                            }
+                            src.push('{');
+                            for _ in 0..next(5) {
+                                let (k, v) = (KEYS[next(KEYS.len())], VALUES[next(VALUES.len())]);
+                                src.push_str(&format!("{gap}{k}{gap}:{gap}{v}{gap},"));
+                            }
+                            src.push_str("},");
+                        }
+                        src.push_str("null];\n");
+                    }
+                }
+            }
+            if let Some(lists) = decode(&src, &[PROBE]) {
+                assert_eq!(lists, whole(&src).unwrap(), "{src:?}");
+                decoded += 1;
+            }
+        }
+        assert!(decoded > 50, "only {decoded} scripts decoded");
     }
 
     #[test]

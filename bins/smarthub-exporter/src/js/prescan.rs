@@ -1,9 +1,10 @@
-//! The pre-scan: cuts a hub script down to the statements that assign the globals we read.
+//! The pre-scan: decodes a hub script that is only data statements, or cuts it down to the
+//! statements that assign the globals we read.
 //!
 //! Most of a device list page is statements the exporter never reads (about 480
-//! `addCfg("i_Mac1",35323905,'');` lines, spec §6.1), and parsing them was most of the
-//! scrape's CPU. [`reduce`] checks that the *whole* script is a sequence of plain data
-//! statements:
+//! `addCfg("i_Mac1",35323905,'');` lines, spec §6.1), and parsing them in QuickJS was most of
+//! the scrape's CPU. [`decode`] and [`reduce`] first check that the *whole* script is a
+//! sequence of plain data statements:
 //! - `var NAME = LITERAL;` (or `var NAME;`),
 //! - `addCfg(LITERAL, …);` or `setCfg(LITERAL, …);` (the page's functions, no-op stubs in the
 //!   sandbox),
@@ -11,20 +12,29 @@
 //!
 //! where a literal is a string without backslashes or line breaks, `null`, `true`, `false`, a
 //! decimal number, or an array or object of literals, nested at most [`MAX_DEPTH`] deep. The
-//! `;` may only be left out after the last statement. It then returns the `var` statements of
-//! the read globals, in order, for QuickJS to evaluate in place of the whole script; in each,
-//! the objects directly inside the global's array (the list entries) keep only the properties
-//! read from them (`Extract::fields`, all occurrences, in order).
+//! `;` may only be left out after the last statement.
+//!
+//! [`decode`] then reads the lists themselves, when each read global is assigned a plain list
+//! (`null` and entry objects), into the records QuickJS would give: the last property of each
+//! field name, a string's text (without escapes it is the string), a decimal number of at most
+//! [`MAX_NUMBER_DIGITS`] digits as the sandbox writes numbers, nothing for any other value.
+//! No JavaScript runs at all then.
+//!
+//! [`reduce`] returns instead the `var` statements of the read globals, in order, for QuickJS
+//! to evaluate in place of the whole script; in each, the objects directly inside the global's
+//! array (the list entries) keep only the properties read from them (`Extract::fields`, all
+//! occurrences, in order).
 //!
 //! Any other text (a function, a loop, an expression, a template or escape sequence, a
-//! reserved word as a name, non-ASCII outside strings, a truncated statement) makes it return
-//! `None`, and the caller evaluates the whole script as before. The grammar is a subset of
+//! reserved word as a name, non-ASCII outside strings, a truncated statement) makes both
+//! return `None`, and the caller evaluates the whole script. The grammar is a subset of
 //! strict-mode JavaScript in which statements have no effect but to define globals; the
-//! statements and properties left out are nothing anybody reads, so evaluating the rest
-//! yields the same values as evaluating everything, only faster (the heap it needs is
-//! smaller too). The statements kept are still run by QuickJS under the sandbox's limits.
+//! statements and properties left out are nothing anybody reads, so decoding the rest, or
+//! evaluating it, yields the same values as evaluating everything, only faster (the heap it
+//! needs is smaller too). The statements [`reduce`] keeps are still run by QuickJS under the
+//! sandbox's limits.
 
-use super::Extract;
+use super::{Extract, MAX_ENTRIES, Record, bounded, number_text};
 
 /// How deep arrays and objects may nest; deeper text is left to QuickJS (whose parser then
 /// reports its stack limit).
@@ -92,6 +102,30 @@ const FORBIDDEN_NAMES: &[&str] = &[
     "setCfg",
 ];
 
+/// The lists the `extracts` read, decoded in Rust, when `source` consists only of data
+/// statements (see the module doc) and assigns each of those globals a plain list: an array
+/// literal whose elements are `null` or objects, with at most [`MAX_ENTRIES`] elements.
+///
+/// Each entry object gives one [`Record`]: per field, the last property of that name (as a
+/// JavaScript object literal keeps it), its text when it is a string, its number written as
+/// [`number_text`] writes it when it is a decimal number of at most [`MAX_NUMBER_DIGITS`]
+/// digits, `None` when it is `null`, `true`, `false`, an array or an object, or missing. Any
+/// other list or value (and a global declared but never assigned) gives `None`, and the caller
+/// evaluates the script instead, so that QuickJS reports what is wrong with it.
+pub fn decode(source: &str, extracts: &[Extract]) -> Option<Vec<Vec<Record>>> {
+    let mut lists: Vec<Option<Vec<Record>>> = vec![None; extracts.len()];
+    statements(source, extracts, |scan, i, _| {
+        scan.trivia()?;
+        if scan.peek() == Some(b'=') {
+            scan.pos += 1;
+            let list = scan.list(extracts.get(i)?.fields)?;
+            *lists.get_mut(i)? = Some(list);
+        }
+        scan.end_of_statement()
+    })?;
+    lists.into_iter().collect()
+}
+
 /// The `var` statements of `source` that declare one of the `extracts`' globals, joined by
 /// newlines, when `source` consists only of data statements (see the module doc) and declares
 /// every one of those globals; `None` otherwise.
@@ -99,19 +133,41 @@ const FORBIDDEN_NAMES: &[&str] = &[
 /// In a global's value that is an array, the objects directly inside it keep only the
 /// properties read from them (their `fields`), in their order: the others are never read.
 pub fn reduce(source: &str, extracts: &[Extract]) -> Option<String> {
-    let mut scan = Scanner { text: source, src: source.as_bytes(), pos: 0 };
     let mut kept = String::new();
     let mut found = vec![false; extracts.len()];
+    statements(source, extracts, |scan, i, start| {
+        let mut filter = Filter::new(extracts.get(i)?.fields, start);
+        scan.initializer(Some(&mut filter))?;
+        scan.end_of_statement()?;
+        kept.push_str(&filter.text);
+        kept.push_str(source.get(filter.copied..scan.pos)?);
+        kept.push('\n');
+        *found.get_mut(i)? = true;
+        Some(())
+    })?;
+    found.iter().all(|f| *f).then_some(kept)
+}
+
+/// Walks the statements of `source` when it consists only of data statements. A `var` of one
+/// of the `extracts`' globals is handed to `read` (with the index of the extract and where the
+/// statement starts), after its name, to take its initializer and the end of the statement;
+/// any other statement is checked and skipped. `None` when `source` is anything else.
+fn statements<'a>(
+    source: &'a str,
+    extracts: &[Extract],
+    mut read: impl FnMut(&mut Scanner<'a>, usize, usize) -> Option<()>,
+) -> Option<()> {
+    let mut scan = Scanner { text: source, src: source.as_bytes(), pos: 0 };
     loop {
         scan.trivia()?;
         let start = scan.pos;
-        let Some(first) = scan.peek() else { break };
+        let Some(first) = scan.peek() else { return Some(()) };
         if first == b';' {
             scan.pos += 1;
             continue;
         }
         let word = scan.identifier()?;
-        if STUBS.contains(&word) {
+        if STUBS.iter().any(|stub| same(stub, word)) {
             scan.call_arguments()?;
             scan.end_of_statement()?;
             continue;
@@ -120,23 +176,14 @@ pub fn reduce(source: &str, extracts: &[Extract]) -> Option<String> {
             return None;
         }
         let name = scan.var_name()?;
-        let read = extracts.iter().position(|ex| ex.global == name);
-        let Some((i, ex)) = read.and_then(|i| Some((i, extracts.get(i)?))) else {
-            scan.initializer(None)?;
-            scan.end_of_statement()?;
-            continue;
-        };
-        let mut filter = Filter::new(ex.fields, start);
-        scan.initializer(Some(&mut filter))?;
-        scan.end_of_statement()?;
-        kept.push_str(&filter.text);
-        kept.push_str(source.get(filter.copied..scan.pos)?);
-        kept.push('\n');
-        if let Some(f) = found.get_mut(i) {
-            *f = true;
+        match extracts.iter().position(|ex| same(ex.global, name)) {
+            Some(i) => read(&mut scan, i, start)?,
+            None => {
+                scan.initializer(None)?;
+                scan.end_of_statement()?;
+            }
         }
     }
-    found.iter().all(|f| *f).then_some(kept)
 }
 
 /// Leaves out the unread properties of the objects directly inside a kept global's array:
@@ -167,14 +214,49 @@ impl<'f> Filter<'f> {
     }
 }
 
-/// Where the entry objects of a global's array are: directly inside the array.
-const ENTRY: &[u8] = b"]}";
+/// Whether the brackets `open` are those of an entry object: directly inside the global's
+/// array.
+fn at_entry(open: &[u8]) -> bool {
+    matches!(open, [b']', b'}'])
+}
 
 /// A cursor over the script's bytes. Every method returns `None` on text outside the grammar.
 struct Scanner<'a> {
     text: &'a str,
     src: &'a [u8],
     pos: usize,
+}
+
+/// A property value of an entry object, as [`Scanner::scalar`] found it.
+#[derive(Debug, Clone, Copy)]
+enum Scalar<'a> {
+    /// A string literal's text (it has no escapes, so the text is the string).
+    Text(&'a str),
+    /// A number as [`Scanner::number`] takes it.
+    Number(&'a str),
+    /// `null`, `true`, `false`, an array or an object: no value to read.
+    Other,
+}
+
+/// Most digits (all of them counted) of a number decoded in Rust. Such a number is an integer
+/// below 10^15 (exact as a double) divided by a power of ten up to 10^14 (exact too), so
+/// converting it rounds once and every correct conversion (Rust's, QuickJS's) gives the same
+/// double; longer ones are left to QuickJS.
+pub const MAX_NUMBER_DIGITS: usize = 15;
+
+/// `a == b`, cheaper for the short names compared here: most differ in length or first byte.
+#[inline(always)]
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
+/// A number [`Scanner::number`] took, as [`number_text`] writes its value; `None` beyond
+/// [`MAX_NUMBER_DIGITS`] digits.
+fn decimal(text: &str) -> Option<String> {
+    if text.bytes().filter(u8::is_ascii_digit).count() > MAX_NUMBER_DIGITS {
+        return None;
+    }
+    text.parse::<f64>().ok().map(number_text)
 }
 
 /// Byte classes, for [`CLASS`].
@@ -228,7 +310,7 @@ impl<'a> Scanner<'a> {
 
     /// Skips whitespace and comments (ASCII only, so that no Unicode line or space separator
     /// can end a comment early without our noticing).
-    #[inline]
+    #[inline(always)]
     fn trivia(&mut self) -> Option<()> {
         match self.peek() {
             Some(c) if is(c, SPACE) || c == b'/' => self.more_trivia(),
@@ -286,7 +368,7 @@ impl<'a> Scanner<'a> {
             return None;
         }
         let name = self.identifier()?;
-        (!FORBIDDEN_NAMES.contains(&name)).then_some(name)
+        (!FORBIDDEN_NAMES.iter().any(|n| same(n, name))).then_some(name)
     }
 
     /// After the name of a `var`: nothing, or `= LITERAL`.
@@ -294,7 +376,7 @@ impl<'a> Scanner<'a> {
         self.trivia()?;
         if self.peek() == Some(b'=') {
             self.pos += 1;
-            self.literal(filter)?;
+            self.literal(filter, 0)?;
         }
         Some(())
     }
@@ -309,7 +391,7 @@ impl<'a> Scanner<'a> {
             return Some(());
         }
         loop {
-            self.literal(None)?;
+            self.literal(None, 0)?;
             self.trivia()?;
             match self.peek()? {
                 b',' => self.pos += 1,
@@ -339,10 +421,25 @@ impl<'a> Scanner<'a> {
         (self.peek() == Some(c)).then(|| self.pos += 1)
     }
 
-    /// One literal value, arrays and objects included (iteratively, so that deep nesting
-    /// cannot overflow our stack). With a `filter`, the unread properties of entry objects
-    /// are left out of its text.
-    fn literal(&mut self, mut filter: Option<&mut Filter>) -> Option<()> {
+    /// One literal value, arrays and objects included, inside `outer` arrays and objects
+    /// already open. With a `filter`, the unread properties of entry objects are left out of
+    /// its text.
+    fn literal(&mut self, filter: Option<&mut Filter>, outer: usize) -> Option<()> {
+        self.trivia()?;
+        match self.peek()? {
+            b'[' | b'{' => self.compound(filter, outer),
+            b'\'' | b'"' => self.string(),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => match self.identifier()? {
+                "null" | "true" | "false" => Some(()),
+                _ => None,
+            },
+        }
+    }
+
+    /// An array or object literal (iteratively, so that deep nesting cannot overflow our
+    /// stack), as [`Scanner::literal`] takes it.
+    fn compound(&mut self, mut filter: Option<&mut Filter>, outer: usize) -> Option<()> {
         // The closing bracket of each open array or object.
         let mut open: Vec<u8> = Vec::new();
         loop {
@@ -353,7 +450,7 @@ impl<'a> Scanner<'a> {
                 c @ (b'[' | b'{') => {
                     let at = self.pos;
                     self.pos += 1;
-                    if open.len() >= MAX_DEPTH {
+                    if outer + open.len() >= MAX_DEPTH {
                         return None;
                     }
                     let close = if c == b'[' { b']' } else { b'}' };
@@ -364,7 +461,7 @@ impl<'a> Scanner<'a> {
                         open.pop();
                     } else {
                         if close == b'}' {
-                            if let Some(f) = filter.as_deref_mut().filter(|_| open == ENTRY) {
+                            if let Some(f) = filter.as_deref_mut().filter(|_| at_entry(&open)) {
                                 f.object = at;
                                 f.props.clear();
                             }
@@ -385,8 +482,8 @@ impl<'a> Scanner<'a> {
             }
             // A value ended: close brackets, or go on after a comma.
             loop {
-                if open == ENTRY
-                    && let Some(f) = filter.as_deref_mut()
+                if let Some(f) = filter.as_deref_mut()
+                    && at_entry(&open)
                     && let Some((start, keep)) = f.pending.take()
                     && keep
                 {
@@ -409,8 +506,8 @@ impl<'a> Scanner<'a> {
                     return None;
                 }
                 self.pos += 1;
-                if open == ENTRY
-                    && let Some(f) = filter.as_deref_mut()
+                if let Some(f) = filter.as_deref_mut()
+                    && at_entry(&open)
                 {
                     self.rewrite_entry(f)?;
                 }
@@ -440,6 +537,16 @@ impl<'a> Scanner<'a> {
     fn key(&mut self, open: &[u8], filter: Option<&mut Filter>) -> Option<()> {
         self.trivia()?;
         let start = self.pos;
+        let name = self.key_name()?;
+        if let Some(f) = filter.filter(|_| at_entry(open)) {
+            f.pending = Some((start, f.fields.contains(&name)));
+        }
+        Some(())
+    }
+
+    /// `KEY :` as [`Scanner::key`] takes it (the cursor on its first byte): the property name.
+    fn key_name(&mut self) -> Option<&'a str> {
+        let start = self.pos;
         let name = match self.peek()? {
             b'\'' | b'"' => {
                 self.string()?;
@@ -450,11 +557,101 @@ impl<'a> Scanner<'a> {
         if name == "__proto__" {
             return None;
         }
-        if let Some(f) = filter.filter(|_| open == ENTRY) {
-            f.pending = Some((start, f.fields.contains(&name)));
-        }
         self.trivia()?;
-        self.expect(b':')
+        self.expect(b':')?;
+        Some(name)
+    }
+
+    /// The value of a read global, decoded (see [`decode`]): `[`, elements that are `null` or
+    /// entry objects, `]`.
+    fn list(&mut self, fields: &[&str]) -> Option<Vec<Record>> {
+        self.trivia()?;
+        self.expect(b'[')?;
+        let mut out = Vec::new();
+        let mut len = 0;
+        self.trivia()?;
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Some(out);
+        }
+        loop {
+            len += 1;
+            if len > MAX_ENTRIES {
+                return None;
+            }
+            if self.peek()? == b'{' {
+                out.push(self.entry(fields)?);
+            } else if self.identifier()? != "null" {
+                return None;
+            }
+            if self.closed(b']')? {
+                return Some(out);
+            }
+        }
+    }
+
+    /// An entry object of a decoded list (the cursor on its `{`): its `fields`.
+    fn entry(&mut self, fields: &[&str]) -> Option<Record> {
+        self.expect(b'{')?;
+        let mut record: Record = vec![None; fields.len()];
+        self.trivia()?;
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Some(record);
+        }
+        loop {
+            let name = self.key_name()?;
+            let value = self.scalar()?;
+            for (field, slot) in fields.iter().zip(record.iter_mut()) {
+                if same(field, name) {
+                    // A later property of the same name replaces an earlier one.
+                    *slot = match value {
+                        Scalar::Text(text) => Some(bounded(text)),
+                        Scalar::Number(text) => Some(decimal(text)?),
+                        Scalar::Other => None,
+                    };
+                }
+            }
+            if self.closed(b'}')? {
+                return Some(record);
+            }
+        }
+    }
+
+    /// After an element of a decoded list or entry object: `,` (then perhaps the closing
+    /// bracket, as JavaScript allows a trailing comma) or the closing bracket `close`.
+    /// `Some(true)` when the bracket closed it.
+    fn closed(&mut self, close: u8) -> Option<bool> {
+        self.trivia()?;
+        if self.peek()? == b',' {
+            self.pos += 1;
+            self.trivia()?;
+        } else if self.peek()? != close {
+            return None;
+        }
+        Some(self.expect(close).is_some())
+    }
+
+    /// A property value in an entry object of a decoded list.
+    fn scalar(&mut self) -> Option<Scalar<'a>> {
+        self.trivia()?;
+        let start = self.pos;
+        match self.peek()? {
+            b'\'' | b'"' => {
+                self.string()?;
+                self.slice(start + 1, self.pos - 1).map(Scalar::Text)
+            }
+            b'-' | b'0'..=b'9' => {
+                self.number()?;
+                self.slice(start, self.pos).map(Scalar::Number)
+            }
+            // Inside the list and the entry object.
+            b'[' | b'{' => self.literal(None, 2).map(|()| Scalar::Other),
+            _ => match self.identifier()? {
+                "null" | "true" | "false" => Some(Scalar::Other),
+                _ => None,
+            },
+        }
     }
 
     /// `'…'` or `"…"` without backslashes, line breaks (U+2028 and U+2029 included) or NUL.
