@@ -303,23 +303,25 @@ mod tests {
         }
     }
 
-    fn write(name: &str, text: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("linkhub-config-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("config.yml");
-        std::fs::write(&path, text).unwrap();
-        path
+    /// A temporary config file, removed when the guard drops.
+    fn write(name: &str, text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::Builder::new()
+            .prefix(&format!("linkhub-config-{name}-"))
+            .suffix(".yml")
+            .tempfile()
+            .unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
     }
 
     #[test]
     fn entries_are_looked_up_by_name_and_address() {
-        let path = write(
+        let file = write(
             "lookup",
             "targets:\n  home:\n    address: 10.0.0.1\n    password: pw1\n    labels: {site: a}\n  \
              mifi:\n    address: http://10.0.0.2:8080\n    username: user\n    expose_identifiers: true\n",
         );
-        let s = Settings::load(&flags(), Some(&path)).unwrap();
+        let s = Settings::load(&flags(), Some(file.path())).unwrap();
         assert!(s.default.is_none(), "only the file names routers: no default");
         assert_eq!(s.lookup("home").unwrap().to_string(), "home");
         assert_eq!(s.lookup("http://10.0.0.1").unwrap().to_string(), "home");
@@ -353,9 +355,9 @@ mod tests {
             ("targets:\n  'a b':\n    address: x\n", "invalid target name"),
             ("targets:\n  a:\n    address: x\n    labels: {__x: y}\n", "reserved"),
         ] {
-            let path = write("bad", text);
-            let err = format!("{:#}", Settings::load(&flags(), Some(&path)).unwrap_err());
-            assert!(err.contains(&path.display().to_string()), "{text}: {err}");
+            let file = write("bad", text);
+            let err = format!("{:#}", Settings::load(&flags(), Some(file.path())).unwrap_err());
+            assert!(err.contains(&file.path().display().to_string()), "{text}: {err}");
             assert!(err.contains(want), "{text}: {err}");
         }
     }

@@ -15,10 +15,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
 };
 
 use argh::FromArgs;
@@ -35,18 +32,14 @@ use linkhub_exporter::{Flags, INFO, Linkhub};
 
 const PASSWORD: &str = "Tr0ub4dor&3-linkhub";
 
-static FILES: AtomicUsize = AtomicUsize::new(0);
-
-fn scratch() -> PathBuf {
-    let n = FILES.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("linkhub-capture-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed when the guard drops (also when the test panics).
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("linkhub-capture-").tempdir().unwrap()
 }
 
 fn exporter(target: &str, password: Option<&str>, extra: &[&str]) -> Linkhub {
     let dir = scratch();
-    let file = dir.join("password");
+    let file = dir.path().join("password");
     let mut args = vec!["--target".to_owned(), target.to_owned()];
     if let Some(p) = password {
         std::fs::write(&file, format!("{p}\n")).unwrap();
@@ -73,7 +66,8 @@ async fn check(ex: &Linkhub, json: bool) -> exporter_core::CommandOutput {
 
 /// Takes a capture with the exporter's own `capture` command; returns the file's text.
 async fn capture(ex: &Linkhub) -> String {
-    let out = scratch().join("c.yml");
+    let dir = scratch();
+    let out = dir.path().join("c.yml");
     let mut opts = ServeOptions::for_test(INFO);
     opts.command = Command::Capture { target: None, out: out.clone(), format: CaptureFormat::Yaml };
     let output = exporter_core::run_command(ex, &opts).await;

@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -25,20 +24,16 @@ use device_sim::{
 use exporter_core::{Exporter, Scrape};
 use linkhub_exporter::{Flags, Linkhub, Target};
 
-static FILES: AtomicUsize = AtomicUsize::new(0);
-
-fn password_file(password: &str) -> PathBuf {
-    let n = FILES.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("linkhub-conc-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("password");
-    std::fs::write(&path, format!("{password}\n")).unwrap();
-    path
+/// A temporary password file, removed when the guard drops.
+fn password_file(password: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().prefix("linkhub-conc-").tempfile().unwrap();
+    std::fs::write(file.path(), format!("{password}\n")).unwrap();
+    file
 }
 
 fn exporter(target: &str, extra: &[&str]) -> Linkhub {
     let file = password_file("admin");
-    let mut args = vec!["--target", target, "--password-file", file.to_str().unwrap()];
+    let mut args = vec!["--target", target, "--password-file", file.path().to_str().unwrap()];
     args.extend(extra);
     Linkhub::new(Flags::from_args(&["linkhub-exporter"], &args).unwrap()).unwrap()
 }

@@ -8,11 +8,7 @@
 
 use exporter_core::testing::has_line as has;
 use std::{
-    path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -24,22 +20,17 @@ use device_sim::{
 use exporter_core::{Exporter, Scrape, ServeOptions};
 use linkhub_exporter::{Flags, INFO, Linkhub, Target};
 
-static FILES: AtomicUsize = AtomicUsize::new(0);
-
-/// A password file in a fresh temporary directory.
-fn password_file(password: &str) -> PathBuf {
-    let n = FILES.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("linkhub-test-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("password");
-    std::fs::write(&path, format!("{password}\n")).unwrap();
-    path
+/// A temporary password file, removed when the guard drops.
+fn password_file(password: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::Builder::new().prefix("linkhub-test-").tempfile().unwrap();
+    std::fs::write(file.path(), format!("{password}\n")).unwrap();
+    file
 }
 
 fn exporter(target: &str, password: Option<&str>, extra: &[&str]) -> Linkhub {
     let file = password.map(password_file);
     let mut args = vec!["--target", target];
-    let file_arg = file.as_ref().map(|f| f.to_str().unwrap().to_owned());
+    let file_arg = file.as_ref().map(|f| f.path().to_str().unwrap().to_owned());
     if let Some(f) = &file_arg {
         args.extend(["--password-file", f.as_str()]);
     }

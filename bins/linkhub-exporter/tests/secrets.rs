@@ -11,10 +11,7 @@
 use exporter_core::testing::{has_line as has, query_encode as encode, sample_value as value};
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -30,16 +27,9 @@ use serde_json::json;
 
 const PASSWORD: &str = "s3cret-Pw!";
 
-static DIRS: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh temporary directory.
-fn temp_dir(tag: &str) -> PathBuf {
-    let n = DIRS.fetch_add(1, Ordering::SeqCst);
-    let dir =
-        std::env::temp_dir().join(format!("linkhub-secrets-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh temporary directory, removed when the guard drops (also when the test panics).
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("linkhub-secrets-{tag}-")).tempdir().unwrap()
 }
 
 fn password_file(dir: &Path, password: &str) -> PathBuf {
@@ -56,7 +46,7 @@ fn exporter(
     state_dir: Option<&Path>,
 ) -> (Linkhub, ServeOptions) {
     let dir = temp_dir("pw");
-    let file = password_file(&dir, password);
+    let file = password_file(dir.path(), password);
     let mut args = vec!["--target", target, "--password-file", file.to_str().unwrap()];
     args.extend(extra);
     let flags = Flags::from_args(&["linkhub-exporter"], &args).unwrap();
@@ -219,12 +209,13 @@ async fn a_redirect_to_another_host_never_receives_the_secret() {
 
 #[tokio::test]
 async fn a_wrong_password_backoff_survives_a_restart() {
-    let state = temp_dir("state");
+    let tmp = temp_dir("state");
+    let state = tmp.path();
     let sim = SimServer::start(Arc::new(Sim::new(Model::Hh71)), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let c = sim.counters();
-    let server = serve(&sim.url(), "wrong", &["--login-backoff", "1h"], Some(&state)).await;
+    let server = serve(&sim.url(), "wrong", &["--login-backoff", "1h"], Some(state)).await;
     for _ in 0..3 {
         let (_, text) = get(&format!("http://{}/metrics", server.local_addr())).await;
         assert!(has(&text, "linkhub_login_state{state=\"wrong_password\"} 1"), "{text}");
@@ -238,7 +229,7 @@ async fn a_wrong_password_backoff_survives_a_restart() {
 
     // A new exporter process (same state directory) keeps the backoff.
     for _ in 0..2 {
-        let server = serve(&sim.url(), "wrong", &["--login-backoff", "1h"], Some(&state)).await;
+        let server = serve(&sim.url(), "wrong", &["--login-backoff", "1h"], Some(state)).await;
         let (_, text) = get(&format!("http://{}/metrics", server.local_addr())).await;
         assert!(has(&text, "linkhub_login_state{state=\"wrong_password\"} 1"), "{text}");
         let left = value(&text, "linkhub_login_backoff_seconds").unwrap();
@@ -250,7 +241,7 @@ async fn a_wrong_password_backoff_survives_a_restart() {
 
     // Once the window has passed (a short backoff this time), the next attempt goes out,
     // and a good password clears the state.
-    let server = serve(&sim.url(), "admin", &["--login-backoff", "1s"], Some(&state)).await;
+    let server = serve(&sim.url(), "admin", &["--login-backoff", "1s"], Some(state)).await;
     let (_, text) = get(&format!("http://{}/metrics", server.local_addr())).await;
     assert!(
         has(&text, "linkhub_login_state{state=\"wrong_password\"} 1"),
@@ -262,7 +253,7 @@ async fn a_wrong_password_backoff_survives_a_restart() {
     let mut json: serde_json::Value = serde_json::from_str(&saved).unwrap();
     json[sim.url()]["backoff_until"] = json!(0.0);
     std::fs::write(state.join(linkhub_exporter::client::BACKOFF_FILE), json.to_string()).unwrap();
-    let server = serve(&sim.url(), "admin", &["--login-backoff", "1s"], Some(&state)).await;
+    let server = serve(&sim.url(), "admin", &["--login-backoff", "1s"], Some(state)).await;
     let (_, text) = get(&format!("http://{}/metrics", server.local_addr())).await;
     assert!(has(&text, "linkhub_login_state{state=\"logged_in\"} 1"), "{text}");
     assert_eq!(c.get("login_attempt"), 2);
@@ -270,7 +261,6 @@ async fn a_wrong_password_backoff_survives_a_restart() {
     let saved =
         std::fs::read_to_string(state.join(linkhub_exporter::client::BACKOFF_FILE)).unwrap();
     assert!(!saved.contains(&sim.url()), "cleared after a good login: {saved}");
-    let _ = std::fs::remove_dir_all(state);
 }
 
 #[tokio::test]
@@ -388,7 +378,7 @@ async fn the_last_attempts_stay_with_a_human_until_the_password_is_fixed() {
         .await
         .unwrap();
     let dir = temp_dir("fix");
-    let file = password_file(&dir, "wrong");
+    let file = password_file(dir.path(), "wrong");
     let flags = Flags::from_args(
         &["linkhub-exporter"],
         &[
@@ -413,7 +403,7 @@ async fn the_last_attempts_stay_with_a_human_until_the_password_is_fixed() {
     }
     assert_eq!(sim.counters().get("login_attempt"), 3);
     // The admin fixes the password file and reloads: the new password is tried once.
-    password_file(&dir, "admin");
+    password_file(dir.path(), "admin");
     assert_eq!(server.reload().await, Ok(()));
     let (_, text) = get(&url).await;
     assert!(has(&text, "linkhub_login_state{state=\"logged_in\"} 1"), "{text}");

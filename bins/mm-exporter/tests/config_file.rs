@@ -263,8 +263,8 @@ async fn an_explicit_flag_wins_over_the_file() {
 
 #[test]
 fn the_binary_refuses_a_bad_file_naming_file_line_and_key() {
-    let dir = device_sim::modem::temp_dir("mm-config").unwrap();
-    let path = dir.join("config.yml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yml");
     write(&path, "signal_rate: 10\nmodem_lables:\n  abc: {site: x}\n");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mm-exporter"))
         .args(["--listen-address", "127.0.0.1:0", "--config-file"])
@@ -291,5 +291,4 @@ fn the_binary_refuses_a_bad_file_naming_file_line_and_key() {
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains(&format!("{}:2:", path.display())), "{stderr}");
     assert!(stderr.contains("unknown field `modem_lables`"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,7 +19,7 @@ use std::{
 };
 
 use device_sim::modem::{
-    FakeModem, FakeModemManager, PrivateBus, temp_dir,
+    FakeModem, FakeModemManager, PrivateBus,
     tools::{DBUS_DAEMON, FAKE_MM, require},
 };
 use exporter_core::{RunningServer, ServeOptions, testing::ChildExporter};
@@ -169,8 +169,8 @@ async fn bus_not_there_at_start() {
     if !require("faults::bus_not_there_at_start", FAKE_MM) {
         return;
     }
-    let dir = temp_dir("mm-faults").unwrap();
-    let socket = dir.join("bus");
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bus");
     let address = format!("unix:path={}", socket.display());
     let server = serve(&address).await;
     assert_down(&server, "no bus", &["connect to D-Bus at unix:path="]).await;
@@ -191,13 +191,12 @@ async fn bus_not_there_at_start() {
     fake.add_modem(FakeModem::lte(MODEM)).await.unwrap();
     assert_up(&server, "bus back").await;
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reason_is_logged_on_stderr() {
-    let dir = temp_dir("mm-faults-log").unwrap();
-    let address = format!("unix:path={}", dir.join("no-bus-here").display());
+    let dir = tempfile::tempdir().unwrap();
+    let address = format!("unix:path={}", dir.path().join("no-bus-here").display());
     let exporter =
         ChildExporter::start(env!("CARGO_BIN_EXE_mm-exporter"), &["--bus-address", &address], &[]);
     let addr: SocketAddr = exporter.addr().parse().unwrap();
@@ -213,5 +212,4 @@ async fn the_reason_is_logged_on_stderr() {
         logged.join("\n")
     );
     assert!(!logged.iter().any(|l| l.contains("panicked")), "{}", logged.join("\n"));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -644,8 +644,8 @@ mod tests {
     fn api_key_is_required_and_read_from_its_file() {
         let flags =
             |args: &[&str]| -> Flags { FromArgs::from_args(&["ttn-exporter"], args).unwrap() };
-        let dir = std::env::temp_dir().join(format!("ttn-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let missing = dir.join("missing");
         let err =
             Ttn::new(flags(&["--api-key-file", missing.to_str().unwrap()]), None).unwrap_err();
@@ -668,6 +668,5 @@ mod tests {
             let err = Ttn::new(flags(&[]), None).unwrap_err();
             assert!(format!("{err:#}").starts_with("no API key"), "{err:#}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -496,8 +496,8 @@ async fn api_gone_gives_up_zero_and_statistics_expire_after_max_stale() {
 /// with --state-directory.
 #[tokio::test]
 async fn last_seen_times_outlive_the_48_hours_and_restarts() {
-    let dir = std::env::temp_dir().join(format!("ttn-state-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let sim = sim(10, |_| {}).await;
     let with_state = |dir: Option<&std::path::Path>| {
         let mut c = config(&sim, &["--stats-ttl", "100ms"]);
@@ -506,7 +506,7 @@ async fn last_seen_times_outlive_the_48_hours_and_restarts() {
     };
     let uplink = "ttn_gateway_last_uplink_timestamp_seconds{gateway_id=\"gw-0009\"}";
     let status = "ttn_gateway_last_status_timestamp_seconds{gateway_id=\"gw-0009\"}";
-    let server = serve(with_state(Some(&dir)), USER_KEY).await;
+    let server = serve(with_state(Some(dir)), USER_KEY).await;
     let text = metrics(&server).await;
     assert_eq!(value(&text, "ttn_gateway_connected{gateway_id=\"gw-0009\"}"), Some(0.0));
     let (last_uplink, last_status) = (value(&text, uplink).unwrap(), value(&text, status).unwrap());
@@ -524,7 +524,7 @@ async fn last_seen_times_outlive_the_48_hours_and_restarts() {
     assert!(!file.contains("NNSXS"), "no secrets in the state file: {file}");
 
     // A restart reads them back; without the state directory they are gone.
-    let server = serve(with_state(Some(&dir)), USER_KEY).await;
+    let server = serve(with_state(Some(dir)), USER_KEY).await;
     let text = metrics(&server).await;
     assert_eq!(value(&text, uplink), Some(last_uplink), "{text}");
     server.shutdown().await;
@@ -532,7 +532,6 @@ async fn last_seen_times_outlive_the_48_hours_and_restarts() {
     let text = metrics(&server).await;
     assert_eq!(value(&text, uplink), None, "{text}");
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Issue 16: a gateway added to the account is scraped (statistics included) after the next

@@ -313,8 +313,8 @@ mod tests {
     #[test]
     fn secret_files_warn_when_others_may_read_them() {
         use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("config-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("pw");
         std::fs::write(&path, "s3cret\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -329,20 +329,18 @@ mod tests {
         assert!(read_secret_file(&path).unwrap_err().to_string().contains("is empty"));
         let err = read_secret_file(&dir.join("missing")).unwrap_err();
         assert!(format!("{err:#}").contains("cannot read secret file"), "{err:#}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn relative_secret_paths_name_systemd_credentials_first() {
-        let dir = std::env::temp_dir().join(format!("config-creds-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::write(dir.join("home.password"), "x\n").unwrap();
         let creds = Some(dir.as_os_str());
         assert_eq!(credential_path(Path::new("home.password"), creds), dir.join("home.password"));
         assert_eq!(credential_path(Path::new("other"), creds), Path::new("other"));
         assert_eq!(credential_path(Path::new("/etc/x/pw"), creds), Path::new("/etc/x/pw"));
         assert_eq!(credential_path(Path::new("home.password"), None), Path::new("home.password"));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -107,8 +107,8 @@ mod tests {
 
     #[test]
     fn file_source_trims_newline_and_rejects_empty() {
-        let dir = std::env::temp_dir().join(format!("secret-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let f = dir.join("pw");
         std::fs::write(&f, "abc\n").unwrap();
         assert_eq!(Secret::resolve(Some(&f), None, None).unwrap().unwrap().expose(), "abc");
@@ -122,9 +122,9 @@ mod tests {
 
     #[test]
     fn sources_in_order_and_empty_credential_is_unset() {
-        let dir = std::env::temp_dir().join(format!("secret-cred-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cred_dir = dir.clone().into_os_string();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let cred_dir = dir.as_os_str().to_owned();
         let env = |name: &str| match name {
             "CREDENTIALS_DIRECTORY" => Some(cred_dir.clone()),
             "X_KEY" => Some("from-env\n".into()),

@@ -1091,10 +1091,8 @@ mod tests {
     #[test]
     fn notify_socket_sends_datagrams() {
         use std::os::unix::net::UnixDatagram;
-        let dir = std::env::temp_dir().join(format!("ec-notify-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&path);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
         let server = UnixDatagram::bind(&path).unwrap();
         notify_socket(path.as_os_str(), "READY=1").unwrap();
         let mut buf = [0u8; 64];
@@ -1111,6 +1109,5 @@ mod tests {
             let n = server.recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], b"STOPPING=1");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

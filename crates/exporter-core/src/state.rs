@@ -72,7 +72,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_missing() {
-        let dir = std::env::temp_dir().join(format!("state-test-{}/sub", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("sub");
         assert_eq!(read(&dir, "x.json"), None);
         write_atomic(&dir, "x.json", b"{\"a\":1}").unwrap();
         write_atomic(&dir, "x.json", b"{\"a\":2}").unwrap();
@@ -80,6 +81,5 @@ mod tests {
         let names: Vec<_> =
             std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
-        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     }
 }

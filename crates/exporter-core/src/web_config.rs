@@ -1574,9 +1574,8 @@ mod tests {
 
     #[test]
     fn watcher_reloads_and_keeps_the_last_good_config() {
-        let dir = std::env::temp_dir().join(format!("web-config-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("web.yml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.yml");
         let alice = "basic_auth_users:\n  alice: $2b$04$c79Hc5eFgoBvEZEmJUjNBem8y.F7JvNxDS5w8/b09W.31O8sjr58q\n";
         std::fs::write(&path, alice).unwrap();
         let watcher = WebConfigWatcher::with_recheck_interval(Some(&path), Duration::ZERO).unwrap();
@@ -1598,10 +1597,9 @@ mod tests {
 
         std::fs::remove_file(&path).unwrap();
         assert!(Arc::ptr_eq(&second, &watcher.current()), "a removed file keeps it too");
-        std::fs::remove_dir_all(&dir).unwrap();
 
         let none = WebConfigWatcher::new(None).unwrap();
         assert!(none.current().tls.is_none());
-        assert!(WebConfigWatcher::new(Some(&dir.join("missing.yml"))).is_err());
+        assert!(WebConfigWatcher::new(Some(&dir.path().join("missing.yml"))).is_err());
     }
 }

@@ -333,10 +333,9 @@ impl Exporter for IdentExporter {
     }
 }
 
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("core-capture-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed when the guard drops (also when the test panics).
+fn scratch(test: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("core-capture-{test}-")).tempdir().unwrap()
 }
 
 async fn device() -> SimServer {
@@ -360,7 +359,7 @@ async fn capture_hides_every_secret_and_identifier() {
     let sim = device().await;
     let dir = scratch("hides");
     for format in [CaptureFormat::Yaml, CaptureFormat::Json] {
-        let text = capture_file(&sim, &dir, format).await;
+        let text = capture_file(&sim, dir.path(), format).await;
         let secret_forms = [
             PASSWORD.to_owned(),
             base64(PASSWORD.as_bytes()),
@@ -413,7 +412,7 @@ async fn capture_hides_every_secret_and_identifier() {
 async fn placeholders_keep_the_shape_and_are_stable() {
     let sim = device().await;
     let dir = scratch("shape");
-    let text = capture_file(&sim, &dir, CaptureFormat::Yaml).await;
+    let text = capture_file(&sim, dir.path(), CaptureFormat::Yaml).await;
     let capture = Capture::from_slice(text.as_bytes()).unwrap();
     let status: serde_json::Value =
         serde_json::from_str(capture.http().nth(1).unwrap().response_body.as_deref().unwrap())
@@ -448,7 +447,7 @@ async fn placeholders_keep_the_shape_and_are_stable() {
     assert!(capture.exposition.contains(&format!("imei=\"{imei}\"")), "{}", capture.exposition);
     assert!(capture.exposition.contains("name=\"device-"), "{}", capture.exposition);
     // The same value in two captures' runs maps the same way (deterministic).
-    let again = capture_file(&sim, &dir, CaptureFormat::Yaml).await;
+    let again = capture_file(&sim, dir.path(), CaptureFormat::Yaml).await;
     let again = Capture::from_slice(again.as_bytes()).unwrap();
     assert_eq!(again.exchanges, capture.exchanges);
     // Credentials in headers are hidden, the cookie name is kept.
@@ -470,9 +469,9 @@ async fn replay_gives_the_same_exposition_as_the_live_scrape() {
     let sim = device().await;
     let dir = scratch("replay");
     for format in [CaptureFormat::Yaml, CaptureFormat::Json] {
-        let text = capture_file(&sim, &dir, format).await;
+        let text = capture_file(&sim, dir.path(), format).await;
         let capture = Capture::from_slice(text.as_bytes()).unwrap();
-        let path = dir.join("replayed");
+        let path = dir.path().join("replayed");
         std::fs::write(&path, &text).unwrap();
         let replay = SimServer::start(
             Arc::new(Replay::from_file(&path).unwrap()),

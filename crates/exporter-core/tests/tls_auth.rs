@@ -68,12 +68,9 @@ async fn start(web_config: &Path) -> RunningServer {
     exporter_core::spawn(Answer, opts).await.unwrap()
 }
 
-/// A fresh directory for a test's own config file.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tls-auth-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for a test's own config file, removed when the guard drops.
+fn scratch(test: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("tls-auth-{test}-")).tempdir().unwrap()
 }
 
 /// Writes a config file atomically (rename), as editors and config management do.
@@ -161,7 +158,7 @@ async fn tls_handshake_with_the_test_ca_and_plain_http_fails() {
 #[tokio::test]
 async fn tls_with_a_self_signed_certificate_and_http1_only() {
     let dir = scratch("selfsigned");
-    let config = dir.join("web.yml");
+    let config = dir.path().join("web.yml");
     write_config(
         &config,
         &format!(
@@ -181,13 +178,12 @@ async fn tls_with_a_self_signed_certificate_and_http1_only() {
         None
     );
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn basic_auth_and_headers_on_200_and_401() {
     let dir = scratch("basic");
-    let config = dir.join("web.yml");
+    let config = dir.path().join("web.yml");
     write_config(
         &config,
         &format!(
@@ -231,7 +227,6 @@ async fn basic_auth_and_headers_on_200_and_401() {
     let resp = client.get(&url).basic_auth("alice", Some("alice-secret")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -298,7 +293,7 @@ async fn client_allowed_sans() {
     server.shutdown().await;
 
     let dir = scratch("sans");
-    let config = dir.join("web.yml");
+    let config = dir.path().join("web.yml");
     write_config(
         &config,
         &format!(
@@ -320,13 +315,12 @@ async fn client_allowed_sans() {
         "no SAN of client.pem is allowed"
     );
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_changed_file_takes_effect_without_restart() {
     let dir = scratch("reload");
-    let config = dir.join("web.yml");
+    let config = dir.path().join("web.yml");
     write_config(&config, &format!("basic_auth_users:\n{ALICE}"));
     let server = start(&config).await;
     let url = probe_url("http", &server);
@@ -375,7 +369,6 @@ async fn a_changed_file_takes_effect_without_restart() {
     }
     assert_eq!(status(&https, &https_url, Some(&bob)).await, Some(401), "bob is gone again");
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

@@ -353,7 +353,8 @@ fn relative_paths_resolve_against_the_config_directory() {
     let relative = Path::new("tests/fixtures/web-config/tls-files.yml");
     assert!(WebConfig::load(relative).unwrap().tls.is_some());
 
-    let dir = std::env::temp_dir().join(format!("web-config-relative-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     std::fs::create_dir_all(dir.join("keys")).unwrap();
     for file in ["server.pem", "server.key"] {
         std::fs::copy(fixtures().join("certs").join(file), dir.join("keys").join(file)).unwrap();
@@ -364,7 +365,5 @@ fn relative_paths_resolve_against_the_config_directory() {
         "tls_server_config:\n  cert_file: keys/server.pem\n  key_file: keys/server.key\n",
     )
     .unwrap();
-    let loaded = WebConfig::load(&config);
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(loaded.unwrap().tls.is_some());
+    assert!(WebConfig::load(&config).unwrap().tls.is_some());
 }

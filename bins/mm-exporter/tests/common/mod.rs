@@ -55,15 +55,17 @@ pub fn assert_no_duplicate_series(text: &str) {
 /// Runs this test binary again with only the test `name`, `CI` set to `ci` and a `PATH`
 /// without `dbus-daemon` and `mmcli` (an empty directory): (success, stdout + stderr).
 pub fn rerun_without_tools(name: &str, ci: &str) -> (bool, String) {
-    let empty = device_sim::modem::temp_dir("mm-no-tools").unwrap_or_else(|_| std::env::temp_dir());
+    let empty = match tempfile::Builder::new().prefix("mm-no-tools-").tempdir() {
+        Ok(dir) => dir,
+        Err(err) => return (false, format!("could not create an empty directory: {err}")),
+    };
     let exe = std::env::current_exe().unwrap_or_default();
     let out = std::process::Command::new(exe)
         .args(["--exact", name, "--test-threads", "1", "--nocapture"])
         .env("CI", ci)
-        .env("PATH", &empty)
+        .env("PATH", empty.path())
         .env_remove("RUST_TEST_THREADS")
         .output();
-    let _ = std::fs::remove_dir_all(&empty);
     match out {
         Ok(out) => {
             let text = format!(
