@@ -7,7 +7,7 @@
 //! pool and reset between answers; the gzip header and trailer (RFC 1952) are written here.
 
 use std::{
-    io::{Read as _, Write as _},
+    io::Write as _,
     sync::{Mutex, PoisonError},
 };
 
@@ -53,7 +53,6 @@ pub struct Deflated {
     len: u64,
 }
 
-#[cfg(test)]
 impl Deflated {
     /// The length of the text.
     pub fn text_len(&self) -> u64 {
@@ -61,6 +60,7 @@ impl Deflated {
     }
 
     /// The length of the compressed stream.
+    #[cfg(test)]
     pub fn compressed_len(&self) -> usize {
         self.data.len()
     }
@@ -159,16 +159,81 @@ pub fn with_prefix(prefix: &[u8], body: &Deflated) -> Option<Vec<u8>> {
 
 /// The text of `body`; `None` if it does not decompress to UTF-8 text of its length.
 pub fn inflate(body: &Deflated) -> Option<String> {
-    String::from_utf8(inflate_after(Vec::new(), body)?).ok()
+    let mut text = Vec::with_capacity(usize::try_from(body.len).ok()?);
+    let mut inflate = Inflate::default();
+    while let Some(piece) = inflate.next(body, PIECE) {
+        text.extend_from_slice(&piece.ok()?);
+    }
+    String::from_utf8(text).ok()
 }
 
-/// `prefix` followed by the text of `body`, in one buffer allocated once; `None` if `body`
-/// does not decompress to its length.
-pub fn inflate_after(mut prefix: Vec<u8>, body: &Deflated) -> Option<Vec<u8>> {
-    let start = prefix.len();
-    prefix.reserve_exact(usize::try_from(body.len).ok()?);
-    flate2::read::DeflateDecoder::new(body.data.as_slice()).read_to_end(&mut prefix).ok()?;
-    ((prefix.len() - start) as u64 == body.len).then_some(prefix)
+/// The size of the pieces a large text is given back in.
+pub const PIECE: usize = 64 << 10;
+
+/// The text of a [`Deflated`], given back piece by piece (to a client that does not accept
+/// gzip: the whole text never exists at once).
+pub struct Inflate {
+    dec: flate2::Decompress,
+    done: bool,
+}
+
+impl std::fmt::Debug for Inflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflate").field("out", &self.dec.total_out()).finish_non_exhaustive()
+    }
+}
+
+impl Default for Inflate {
+    fn default() -> Inflate {
+        Inflate { dec: flate2::Decompress::new(false), done: false }
+    }
+}
+
+impl Inflate {
+    /// The next piece of `body`'s text, at most `max` bytes (not empty); `None` after the
+    /// last; an error (once, then `None`) when `body` does not decompress to exactly its
+    /// length.
+    pub fn next(&mut self, body: &Deflated, max: usize) -> Option<Result<Vec<u8>, &'static str>> {
+        if self.done {
+            return None;
+        }
+        let mut out = Vec::with_capacity(max.max(1));
+        let ended = loop {
+            let before = (self.dec.total_in(), self.dec.total_out());
+            let input = usize::try_from(before.0).ok().and_then(|at| body.data.get(at..));
+            let status = input.and_then(|input| {
+                self.dec.decompress_vec(input, &mut out, flate2::FlushDecompress::None).ok()
+            });
+            match status {
+                None => break Err("the compressed text is damaged"),
+                Some(flate2::Status::StreamEnd) => break Ok(true),
+                Some(_) if out.len() == out.capacity() => break Ok(false),
+                // Neither input taken nor output given: the stream stops short of its end.
+                Some(_) if (self.dec.total_in(), self.dec.total_out()) == before => {
+                    break Err("the compressed text ends early");
+                }
+                Some(_) => {}
+            }
+        };
+        let result = match ended {
+            Ok(_) if self.dec.total_out() > body.len => {
+                Err("the compressed text is longer than recorded")
+            }
+            Ok(true) if self.dec.total_out() != body.len => {
+                Err("the compressed text is shorter than recorded")
+            }
+            Ok(ended) => {
+                self.done = ended;
+                if out.is_empty() {
+                    return None;
+                }
+                return Some(Ok(out));
+            }
+            Err(why) => Err(why),
+        };
+        self.done = true;
+        Some(result)
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +305,41 @@ mod tests {
         let mut deflated = deflater.finish().unwrap();
         deflated.len += 1;
         assert_eq!(inflate(&deflated), None);
+        deflated.len -= 2;
+        assert_eq!(inflate(&deflated), None, "longer than recorded");
+        deflated.len += 1;
+        assert_eq!(inflate(&deflated).as_deref(), Some("demo 1\n"));
+        // Cut short, or with a damaged byte: an error once, then nothing more.
+        let whole = deflated.data.clone();
+        for damaged in [whole[..whole.len() / 2].to_vec(), vec![0xff; whole.len()]] {
+            deflated.data = damaged;
+            let mut pieces = Inflate::default();
+            assert!(matches!(pieces.next(&deflated, PIECE), Some(Err(_))));
+            assert!(pieces.next(&deflated, PIECE).is_none());
+        }
+    }
+
+    #[test]
+    fn a_text_is_given_back_in_pieces_of_at_most_the_size_asked() {
+        let text: String =
+            (0..30_000).map(|i| format!("demo_metric{{gateway=\"gw-{i}\"}} {i}\n")).collect();
+        let mut deflater = Deflater::default();
+        deflater.write(text.as_bytes()).unwrap();
+        let deflated = deflater.finish().unwrap();
+        for max in [1, 1000, PIECE, text.len() * 2] {
+            let mut pieces = Inflate::default();
+            let mut out = Vec::new();
+            let mut count = 0;
+            while let Some(piece) = pieces.next(&deflated, max) {
+                let piece = piece.unwrap();
+                assert!(!piece.is_empty() && piece.len() <= max.max(1), "{}", piece.len());
+                out.extend_from_slice(&piece);
+                count += 1;
+                assert!(count <= text.len(), "no end");
+            }
+            assert_eq!(out, text.as_bytes(), "{max}");
+            assert_eq!(count, text.len().div_ceil(max), "{max}");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod options;
 mod probe_allow;
 mod process;
 mod redact;
+mod reply;
 mod scrape;
 mod self_metrics;
 mod server;

@@ -62,6 +62,8 @@ pub struct Scrape {
     /// (the text is written sorted by name).
     families: Vec<FamilyEntry>,
     index: BTreeMap<String, usize>,
+    /// The label texts of all families' samples.
+    labels: Labels,
     /// A reused buffer for family names being looked up.
     key: String,
     pub(crate) collectors: Vec<CollectorOutcome>,
@@ -78,24 +80,94 @@ pub struct Scrape {
 #[derive(Debug)]
 pub struct Family<'a> {
     entry: &'a mut FamilyEntry,
+    labels: &'a mut Labels,
+}
+
+/// The label texts of a scrape's samples (`{k="v",…}` escaped, or a histogram's
+/// `_bucket{…}`), back to back in one buffer shared by all families, with no allocation per
+/// sample. A label text equal to one of the last few kept is not stored again: an exporter
+/// writes one device's (gateway's, modem's…) families one after another with the same labels,
+/// so each label set is usually stored once, not once per family (a gateway's
+/// `{gateway_id="…"}` once, not by each of its 20 families).
+#[derive(Debug, Default)]
+struct Labels {
+    text: String,
+    /// The spans of the label texts kept last, newest at `next - 1` (a ring).
+    recent: [(u32, u32); RECENT],
+    next: usize,
+}
+
+/// How many recent label texts a new one is compared with.
+const RECENT: usize = 4;
+
+/// How much to add to a buffer of capacity `capacity` holding `len` that needs room for
+/// `more`: nothing while it fits; else double while small, and above [`GROW_BY_QUARTERS`] a
+/// quarter more (a large buffer is a mapping of its own above glibc's mmap threshold, see
+/// `alloc.rs`, so growing it moves no bytes), so that at most a fifth of a large scrape's
+/// buffers stands empty rather than up to half.
+fn growth(len: usize, capacity: usize, more: usize) -> usize {
+    if capacity - len >= more {
+        0
+    } else if capacity < GROW_BY_QUARTERS {
+        more.max(capacity).max(64)
+    } else {
+        more.max(capacity / 4)
+    }
+}
+
+/// See [`growth`].
+const GROW_BY_QUARTERS: usize = 256 << 10;
+
+impl Labels {
+    /// Makes room for a label text of up to `more` bytes.
+    fn reserve(&mut self, more: usize) {
+        let add = growth(self.text.len(), self.text.capacity(), more);
+        self.text.reserve_exact(add);
+    }
+
+    /// The text of a span.
+    fn get(&self, (start, end): (u32, u32)) -> &str {
+        self.text.get(start as usize..end as usize).unwrap_or("")
+    }
+
+    /// The span of the label text appended since `start`: a recent equal text's (the copy is
+    /// dropped), or the new text's, which then becomes the most recent.
+    fn intern(&mut self, start: usize) -> (u32, u32) {
+        let new = (start as u32, self.text.len() as u32);
+        let text = self.get(new);
+        let same = self
+            .recent
+            .iter()
+            .copied()
+            .find(|&span| span.1 - span.0 == new.1 - new.0 && self.get(span) == text);
+        if let Some(span) = same {
+            self.text.truncate(start);
+            return span;
+        }
+        if let Some(slot) = self.recent.get_mut(self.next % RECENT) {
+            *slot = new;
+        }
+        self.next = self.next.wrapping_add(1);
+        new
+    }
 }
 
 /// A family: its header and samples, kept as the text they are written as (no model objects:
-/// a scrape of 1000 gateways writes tens of thousands of samples). The label texts of all
-/// samples sit back to back in one buffer (no allocation per sample). A sample with the
-/// labels of an earlier one replaces its value: in a small family when it is added, in a
-/// large one when the text is written (through a hash index that exists only then, so a
-/// scrape of 10,000 gateways does not keep an index per family while it is written).
+/// a scrape of 1000 gateways writes tens of thousands of samples), their label texts in the
+/// scrape's [`Labels`]. A sample with the labels of an earlier one replaces its value: in a
+/// small family when it is added, in a large one when the text is written (through a hash
+/// index that exists only then, so a scrape of 10,000 gateways does not keep an index per
+/// family while it is written).
 #[derive(Debug)]
 struct FamilyEntry {
     name: String,
     help: String,
     kind: Kind,
-    /// The label text of every sample (`{k="v",…}` escaped, or a histogram's
-    /// `_bucket{…}`), back to back.
-    labels: String,
-    /// Per sample: where its label text starts and ends in `labels`, and its value.
+    /// Per sample: where its label text starts and ends in the scrape's [`Labels`], and its
+    /// value.
     samples: Vec<(u32, u32, f64)>,
+    /// The length of all samples' label texts.
+    label_len: usize,
 }
 
 /// Above this estimated size, the text of a scrape is compressed as it is written and never
@@ -119,21 +191,12 @@ enum Kind {
 
 impl FamilyEntry {
     fn new(name: String, help: &str, kind: Kind) -> FamilyEntry {
-        FamilyEntry {
-            name,
-            help: help.to_owned(),
-            kind,
-            labels: String::new(),
-            samples: Vec::new(),
-        }
+        FamilyEntry { name, help: help.to_owned(), kind, samples: Vec::new(), label_len: 0 }
     }
 
     /// The label text of sample `i`.
-    fn label(&self, i: usize) -> &str {
-        self.samples
-            .get(i)
-            .and_then(|&(start, end, _)| self.labels.get(start as usize..end as usize))
-            .unwrap_or("")
+    fn label<'l>(&self, labels: &'l Labels, i: usize) -> &'l str {
+        self.samples.get(i).map_or("", |&(start, end, _)| labels.get((start, end)))
     }
 
     /// An upper estimate of the length of the family's text, to size the output once.
@@ -143,14 +206,16 @@ impl FamilyEntry {
         }
         self.help.len() * 2
             + self.name.len() * (2 + self.samples.len())
-            + self.labels.len()
+            + self.label_len
             + self.samples.len() * 26
             + 32
     }
 
     /// Appends the family as text format 0.0.4 (nothing when it has no samples), exactly as
-    /// the `prometheus` crate's `TextEncoder` writes it.
-    fn write_text(&self, out: &mut String) {
+    /// the `prometheus` crate's `TextEncoder` writes it. With `drain`, `out` is handed to it
+    /// whenever it has grown past [`CHUNK`] (to be compressed and cleared), so that a family
+    /// of 70,000 samples is never one text.
+    fn write_text(&self, labels: &Labels, out: &mut String, mut drain: Drain<'_>) {
         if self.samples.is_empty() {
             return;
         }
@@ -168,10 +233,11 @@ impl FamilyEntry {
             Kind::Counter => " counter\n",
             Kind::Histogram => " histogram\n",
         });
-        let duplicates = self.duplicates();
+        let duplicates = self.duplicates(labels);
         if duplicates.is_empty() {
             for (i, &(_, _, value)) in self.samples.iter().enumerate() {
-                self.write_sample(out, i, value);
+                self.write_sample(labels, out, i, value);
+                drained(out, &mut drain);
             }
             return;
         }
@@ -185,14 +251,15 @@ impl FamilyEntry {
         }
         for (i, value) in values.into_iter().enumerate() {
             if let Some(value) = value {
-                self.write_sample(out, i, value);
+                self.write_sample(labels, out, i, value);
+                drained(out, &mut drain);
             }
         }
     }
 
-    fn write_sample(&self, out: &mut String, i: usize, value: f64) {
+    fn write_sample(&self, labels: &Labels, out: &mut String, i: usize, value: f64) {
         out.push_str(&self.name);
-        out.push_str(self.label(i));
+        out.push_str(self.label(labels, i));
         out.push(' ');
         write_value(out, value);
         out.push('\n');
@@ -201,7 +268,7 @@ impl FamilyEntry {
     /// `(first, later)` for every sample whose label text an earlier sample has, in order.
     /// Only a family that grew past [`INDEX_FROM`] can have any: smaller ones merge them as
     /// they come.
-    fn duplicates(&self) -> Vec<(usize, usize)> {
+    fn duplicates(&self, labels: &Labels) -> Vec<(usize, usize)> {
         let mut duplicates = Vec::new();
         if self.samples.len() <= INDEX_FROM {
             return duplicates;
@@ -209,7 +276,7 @@ impl FamilyEntry {
         let mut first: HashMap<u64, u32, PassThrough> =
             HashMap::with_capacity_and_hasher(self.samples.len(), PassThrough);
         for i in 0..self.samples.len() {
-            let text = self.label(i);
+            let text = self.label(labels, i);
             match first.entry(hash_text(text)) {
                 Entry::Vacant(slot) => {
                     slot.insert(i as u32);
@@ -217,10 +284,10 @@ impl FamilyEntry {
                 Entry::Occupied(slot) => {
                     let j = *slot.get() as usize;
                     // Two label texts with one hash: rare, settled by a scan.
-                    let same = if self.label(j) == text {
+                    let same = if self.label(labels, j) == text {
                         Some(j)
                     } else {
-                        (0..i).find(|&k| self.label(k) == text)
+                        (0..i).find(|&k| self.label(labels, k) == text)
                     };
                     if let Some(j) = same {
                         duplicates.push((j, i));
@@ -234,22 +301,33 @@ impl FamilyEntry {
     /// Takes the label text appended to `labels` since `start` as a new sample with `value`;
     /// in a small family, a sample that already has that text gets the value instead and the
     /// copy is dropped.
-    fn commit(&mut self, start: usize, value: f64) {
-        let text = self.labels.get(start..).unwrap_or("");
-        let found = if self.samples.len() < INDEX_FROM {
-            (0..self.samples.len()).find(|&i| self.label(i) == text)
-        } else {
-            None
-        };
-        match found {
-            Some(i) => {
-                if let Some(sample) = self.samples.get_mut(i) {
-                    sample.2 = value;
-                }
-                self.labels.truncate(start);
+    fn commit(&mut self, labels: &mut Labels, start: usize, value: f64) {
+        if self.samples.len() < INDEX_FROM {
+            let text = labels.text.get(start..).unwrap_or("");
+            let found = (0..self.samples.len()).find(|&i| self.label(labels, i) == text);
+            if let Some(sample) = found.and_then(|i| self.samples.get_mut(i)) {
+                sample.2 = value;
+                labels.text.truncate(start);
+                return;
             }
-            None => self.samples.push((start as u32, self.labels.len() as u32, value)),
         }
+        let (start, end) = labels.intern(start);
+        let add = growth(self.samples.len(), self.samples.capacity(), 1);
+        self.samples.reserve_exact(add);
+        self.samples.push((start, end, value));
+        self.label_len += (end - start) as usize;
+    }
+}
+
+/// Where a large text goes as it is written (see [`FamilyEntry::write_text`]).
+type Drain<'a> = Option<&'a mut dyn FnMut(&mut String)>;
+
+/// Hands `out` to `drain` once it has grown past [`CHUNK`].
+fn drained(out: &mut String, drain: &mut Drain<'_>) {
+    if out.len() >= CHUNK
+        && let Some(drain) = drain
+    {
+        drain(out);
     }
 }
 
@@ -346,6 +424,11 @@ fn escape_into(out: &mut String, text: &str, quote: bool) {
     out.push_str(rest);
 }
 
+/// The most bytes [`label_text_into`] may write for `labels` (every value character escaped).
+fn label_text_bound(labels: &[(&str, &str)]) -> usize {
+    labels.iter().map(|(k, v)| k.len() + 2 * v.len() + 4).sum::<usize>() + 1
+}
+
 /// Appends `{k="v",…}` for `labels` (nothing for none), values escaped.
 fn label_text_into(out: &mut String, labels: &[(&str, &str)]) {
     let mut sep = '{';
@@ -372,6 +455,7 @@ impl Scrape {
             deadline,
             families: Vec::new(),
             index: BTreeMap::new(),
+            labels: Labels::default(),
             key: String::new(),
             collectors: Vec::new(),
             trace: Vec::new(),
@@ -529,7 +613,7 @@ impl Scrape {
         let mut out = String::with_capacity(self.families.iter().map(FamilyEntry::text_len).sum());
         for &i in self.index.values() {
             if let Some(family) = self.families.get(i) {
-                family.write_text(&mut out);
+                family.write_text(&self.labels, &mut out, None);
             }
         }
         out
@@ -548,25 +632,26 @@ impl Scrape {
             let mut out = String::with_capacity(len);
             for &i in order.values() {
                 if let Some(family) = families.get(i) {
-                    family.write_text(&mut out);
+                    family.write_text(&self.labels, &mut out, None);
                 }
             }
             return Body::Text(out);
         }
         let mut deflater = crate::gzip::Deflater::default();
+        // A sample's text is far below CHUNK: the chunk is drained before it needs to grow.
         let mut chunk = String::with_capacity(CHUNK * 2);
         let mut ok = Some(());
+        let mut drain = |chunk: &mut String| {
+            ok = ok.and_then(|()| deflater.write(chunk.as_bytes()));
+            chunk.clear();
+        };
         for (_, i) in order {
             if let Some(family) = families.get_mut(i) {
-                family.write_text(&mut chunk);
+                family.write_text(&self.labels, &mut chunk, Some(&mut drain));
                 *family = FamilyEntry::new(String::new(), "", family.kind);
             }
-            if chunk.len() >= CHUNK {
-                ok = ok.and_then(|()| deflater.write(chunk.as_bytes()));
-                chunk.clear();
-            }
         }
-        ok = ok.and_then(|()| deflater.write(chunk.as_bytes()));
+        drain(&mut chunk);
         match ok.and_then(|()| deflater.finish()) {
             Some(deflated) => Body::Deflated(deflated),
             None => {
@@ -608,7 +693,7 @@ impl Scrape {
         let entry = &mut self.families[i];
         self.key = key;
         debug_assert_eq!(entry.kind, kind, "metric {name} used with two types");
-        Family { entry }
+        Family { entry, labels: &mut self.labels }
     }
 }
 
@@ -616,10 +701,10 @@ impl Family<'_> {
     /// Adds the sample `labels` = `value`. A second sample with the same labels replaces the
     /// first, so the output never has duplicate series.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        let entry = &mut *self.entry;
-        let start = entry.labels.len();
-        label_text_into(&mut entry.labels, labels);
-        entry.commit(start, value);
+        self.labels.reserve(label_text_bound(labels));
+        let start = self.labels.text.len();
+        label_text_into(&mut self.labels.text, labels);
+        self.entry.commit(self.labels, start, value);
         self
     }
 
@@ -650,10 +735,10 @@ impl HistogramFamily<'_> {
         sum: f64,
         count: u64,
     ) -> &mut Self {
-        let entry = &mut *self.family.entry;
+        let Family { entry, labels: arena } = &mut self.family;
         for (bound, n) in buckets.iter().map(|(b, n)| (Some(*b), *n)).chain([(None, count)]) {
-            let start = entry.labels.len();
-            entry.labels.push_str("_bucket");
+            let start = arena.text.len();
+            arena.text.push_str("_bucket");
             let mut le = String::new();
             match bound {
                 Some(b) => write_value(&mut le, b),
@@ -661,14 +746,16 @@ impl HistogramFamily<'_> {
             }
             let mut with_le: Vec<(&str, &str)> = labels.to_vec();
             with_le.push(("le", &le));
-            label_text_into(&mut entry.labels, &with_le);
-            entry.commit(start, n as f64);
+            arena.reserve(label_text_bound(&with_le));
+            label_text_into(&mut arena.text, &with_le);
+            entry.commit(arena, start, n as f64);
         }
         for (suffix, value) in [("_sum", sum), ("_count", count as f64)] {
-            let start = entry.labels.len();
-            entry.labels.push_str(suffix);
-            label_text_into(&mut entry.labels, labels);
-            entry.commit(start, value);
+            arena.reserve(suffix.len() + label_text_bound(labels));
+            let start = arena.text.len();
+            arena.text.push_str(suffix);
+            label_text_into(&mut arena.text, labels);
+            entry.commit(arena, start, value);
         }
         self
     }
@@ -958,6 +1045,54 @@ mod tests {
         // Insertion order is kept.
         let first = text.lines().find(|l| l.starts_with("demo_g{")).unwrap_or_default();
         assert_eq!(first, "demo_g{id=\"gw-0\"} 2");
+    }
+
+    #[test]
+    fn a_label_set_written_to_many_families_is_stored_once() {
+        let mut s = scrape();
+        let ids: Vec<String> = (0..1000).map(|i| format!("gw-{i:04}")).collect();
+        for id in &ids {
+            for family in ["a", "b", "c", "d", "e", "f"] {
+                s.gauge(family, "F.").sample(&[("gateway_id", id)], 1.0);
+            }
+            // Other label sets in between (more than the recent ones compared) still find
+            // no false match, and a family's repeat in between is merged.
+            for n in 0..6 {
+                s.gauge("g", "G.").sample(&[("gateway_id", id), ("n", &n.to_string())], 2.0);
+            }
+            s.gauge("a", "F.").sample(&[("gateway_id", id)], 3.0);
+        }
+        let one = r#"{gateway_id="gw-0000"}"#.len();
+        let other = r#"{gateway_id="gw-0000",n="0"}"#.len();
+        // The repeat of `a` comes after more other label sets than are compared: it is stored
+        // again, except while `a` is small enough to be scanned for it.
+        let repeats = ids.len() - (INDEX_FROM - 1);
+        assert_eq!(s.labels.text.len(), ids.len() * (one + 6 * other) + repeats * one);
+        assert!(s.labels.text.capacity() <= s.labels.text.len() * 5 / 4 + GROW_BY_QUARTERS);
+        let text = s.encode();
+        for family in ["a", "b", "c", "d", "e", "f"] {
+            let lines: Vec<&str> =
+                text.lines().filter(|l| l.starts_with(&format!("demo_{family}{{"))).collect();
+            assert_eq!(lines.len(), 1000, "{family}");
+            assert_eq!(
+                lines[17],
+                format!(
+                    "demo_{family}{{gateway_id=\"gw-0017\"}} {}",
+                    if family == "a" { 3 } else { 1 }
+                )
+            );
+        }
+        assert_eq!(text.lines().filter(|l| l.starts_with("demo_g{")).count(), 6000);
+        assert!(text.contains("demo_g{gateway_id=\"gw-0999\",n=\"5\"} 2\n"));
+    }
+
+    #[test]
+    fn buffers_grow_by_quarters_once_large() {
+        assert_eq!(growth(10, 64, 8), 0);
+        assert_eq!(growth(60, 64, 8), 64, "small: doubled");
+        assert_eq!(growth(0, 0, 3), 64);
+        assert_eq!(growth(1 << 20, 1 << 20, 100), 1 << 18, "large: a quarter more");
+        assert_eq!(growth(1 << 20, 1 << 20, 1 << 19), 1 << 19, "or what is needed");
     }
 
     #[test]

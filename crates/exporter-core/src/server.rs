@@ -16,7 +16,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use http_body_util::Full;
 use hyper::{
     Method, Request, Response, StatusCode,
     body::{Bytes, Incoming},
@@ -38,6 +37,7 @@ use crate::{
     coalesce::{Coalescer, Joined},
     deadline::{SCRAPE_TIMEOUT_HEADER, scrape_budget},
     options::{parse_listen_address, resolve_listen_address},
+    reply::Reply,
     scrape::{Body, ProbeEnd, Rendered, Scrape},
     self_metrics::SelfMetrics,
     web_config::{Auth, WebConfig, WebConfigWatcher},
@@ -542,7 +542,7 @@ async fn serve_connection<E: Exporter>(
 }
 
 /// The routes: rate limit and auth (web config), then path, then method.
-async fn handle<E: Exporter>(app: Arc<App<E>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle<E: Exporter>(app: Arc<App<E>>, req: Request<Incoming>) -> Response<Reply> {
     let web = app.web.current();
     let path = req.uri().path();
     let handler = if ROUTES.contains(&path) { path.to_owned() } else { "other".to_owned() };
@@ -553,28 +553,18 @@ async fn handle<E: Exporter>(app: Arc<App<E>>, req: Request<Incoming>) -> Respon
     }
     app.metrics.count_request(&handler, resp.status().as_u16());
     if head {
-        let len = resp.body().size_hint_exact();
+        let len = resp.body().len();
         resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        *resp.body_mut() = Full::new(Bytes::new());
+        *resp.body_mut() = Reply::from(Bytes::new());
     }
     resp
-}
-
-trait SizeHintExact {
-    fn size_hint_exact(&self) -> u64;
-}
-
-impl SizeHintExact for Full<Bytes> {
-    fn size_hint_exact(&self) -> u64 {
-        hyper::body::Body::size_hint(self).exact().unwrap_or(0)
-    }
 }
 
 async fn route<E: Exporter>(
     app: &Arc<App<E>>,
     web: &Arc<WebConfig>,
     req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+) -> Response<Reply> {
     if !web.rate_limit_allows() {
         return text(StatusCode::TOO_MANY_REQUESTS, "too many requests\n");
     }
@@ -614,7 +604,7 @@ async fn route<E: Exporter>(
         "/" => {
             let page =
                 app.landing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-            let mut resp = Response::new(Full::new(page));
+            let mut resp = Response::new(Reply::from(page));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             resp
@@ -643,10 +633,7 @@ async fn check_auth(web: &Arc<WebConfig>, req: &Request<Incoming>) -> Auth {
     }
 }
 
-async fn metrics_page<E: Exporter>(
-    app: &Arc<App<E>>,
-    req: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn metrics_page<E: Exporter>(app: &Arc<App<E>>, req: &Request<Incoming>) -> Response<Reply> {
     let own = app.metrics.encode();
     let rendered = match app.exporter.default_target() {
         Some(target) => {
@@ -658,17 +645,16 @@ async fn metrics_page<E: Exporter>(
         }
         None => None,
     };
-    match rendered.as_deref().map(|r| &r.body) {
-        Some(Body::Text(device)) => exposition(req, &[own.as_bytes(), device.as_bytes()]),
-        Some(Body::Deflated(device)) => exposition_deflated(req, own.as_bytes(), device),
+    match rendered {
+        Some(rendered) => match &rendered.body {
+            Body::Text(device) => exposition(req, &[own.as_bytes(), device.as_bytes()]),
+            Body::Deflated(_) => exposition_deflated(req, own.into_bytes(), rendered),
+        },
         None => exposition(req, &[own.as_bytes()]),
     }
 }
 
-async fn probe_page<E: Exporter>(
-    app: &Arc<App<E>>,
-    req: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn probe_page<E: Exporter>(app: &Arc<App<E>>, req: &Request<Incoming>) -> Response<Reply> {
     let query = req.uri().query().unwrap_or("");
     let params = match parse_query(query) {
         Ok(params) => params,
@@ -741,7 +727,7 @@ async fn probe_page<E: Exporter>(
         }
         Ok(rendered) => match &rendered.body {
             Body::Text(device) => exposition(req, &[device.as_bytes()]),
-            Body::Deflated(device) => exposition_deflated(req, b"", device),
+            Body::Deflated(_) => exposition_deflated(req, Vec::new(), rendered),
         },
         Err(resp) => resp,
     }
@@ -768,7 +754,7 @@ async fn capture_page<E: Exporter>(
     app: &Arc<App<E>>,
     target: E::Target,
     deadline: Instant,
-) -> Response<Full<Bytes>> {
+) -> Response<Reply> {
     let key = format!("capture {target}");
     let exporter = Arc::clone(&app.exporter);
     let info = app.opts.info;
@@ -801,7 +787,7 @@ async fn capture_page<E: Exporter>(
     };
     match file.to_text(crate::capture::CaptureFormat::Yaml) {
         Ok(body) => {
-            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            let mut resp = Response::new(Reply::from(Bytes::from(body)));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
             resp
@@ -818,7 +804,7 @@ async fn sd_page<E: Exporter>(
     app: &Arc<App<E>>,
     req: &Request<Incoming>,
     web: &Arc<WebConfig>,
-) -> Response<Full<Bytes>> {
+) -> Response<Reply> {
     let found = tokio::time::timeout(app.opts.scrape_timeout, app.exporter.sd_targets()).await;
     let targets = match found {
         Ok(Ok(targets)) => targets,
@@ -861,7 +847,7 @@ async fn sd_page<E: Exporter>(
         })
         .collect();
     let body = serde_json::Value::Array(groups).to_string();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Reply::from(Bytes::from(body)));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
@@ -876,7 +862,7 @@ async fn scrape<E: Exporter>(
     app: &Arc<App<E>>,
     target: E::Target,
     deadline: Instant,
-) -> Result<Arc<Rendered>, Response<Full<Bytes>>> {
+) -> Result<Arc<Rendered>, Response<Reply>> {
     let start = Instant::now();
     let key = target.to_string();
     let exporter = Arc::clone(&app.exporter);
@@ -931,8 +917,8 @@ async fn run_probe<E: Exporter>(
     out.finish(end, start.elapsed())
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_owned())));
+fn text(status: StatusCode, body: &str) -> Response<Reply> {
+    let mut resp = Response::new(Reply::from(Bytes::from(body.to_owned())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT));
     resp
@@ -940,37 +926,29 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 
 /// An exposition answer of `parts` back to back: exact content type, gzip when the client
 /// accepts it (compressed straight from the parts, without joining them first).
-fn exposition(req: &Request<Incoming>, parts: &[&[u8]]) -> Response<Full<Bytes>> {
+fn exposition(req: &Request<Incoming>, parts: &[&[u8]]) -> Response<Reply> {
     let compressed = if wants_gzip(req) { crate::gzip::compress(parts) } else { None };
     match compressed {
-        Some(data) => exposition_response(Bytes::from(data), true),
-        None => exposition_response(Bytes::from(parts.concat()), false),
+        Some(data) => exposition_response(Reply::from(data), true),
+        None => exposition_response(Reply::from(parts.concat()), false),
     }
 }
 
 /// An exposition answer of `prefix` followed by a large scrape compressed as it was written:
-/// gzip from the compressed text as it is, plain text (decompressed) only for a client that
-/// does not accept gzip.
+/// gzip from the compressed text as it is; plain text, decompressed piece by piece as it is
+/// sent, only for a client that does not accept gzip.
 fn exposition_deflated(
     req: &Request<Incoming>,
-    prefix: &[u8],
-    device: &crate::gzip::Deflated,
-) -> Response<Full<Bytes>> {
+    prefix: Vec<u8>,
+    rendered: Arc<Rendered>,
+) -> Response<Reply> {
     if wants_gzip(req)
-        && let Some(data) = crate::gzip::with_prefix(prefix, device)
+        && let Body::Deflated(device) = &rendered.body
+        && let Some(data) = crate::gzip::with_prefix(&prefix, device)
     {
-        return exposition_response(Bytes::from(data), true);
+        return exposition_response(Reply::from(data), true);
     }
-    match crate::gzip::inflate_after(prefix.to_vec(), device) {
-        Some(text) => exposition_response(Bytes::from(text), false),
-        None => {
-            log::error!(target: "scrape", "cannot decompress a scrape's text");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error: cannot decompress the scrape\n",
-            )
-        }
-    }
+    exposition_response(Reply::inflating(Bytes::from(prefix), rendered), false)
 }
 
 fn wants_gzip(req: &Request<Incoming>) -> bool {
@@ -981,8 +959,8 @@ fn wants_gzip(req: &Request<Incoming>) -> bool {
         .any(accepts_gzip)
 }
 
-fn exposition_response(body: Bytes, gzipped: bool) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
+fn exposition_response(body: Reply, gzipped: bool) -> Response<Reply> {
+    let mut resp = Response::new(body);
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(EXPOSITION_CONTENT_TYPE));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));

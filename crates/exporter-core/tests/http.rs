@@ -70,7 +70,11 @@ async fn a_large_scrape_is_the_same_text_gzipped_or_plain() {
         assert_eq!(resp.status(), 200);
         let encoded = resp.headers().get("content-encoding").is_some();
         assert_eq!(encoded, gzip);
+        // The plain text is decompressed piece by piece as it is sent, with its length
+        // announced up front.
+        let announced = resp.content_length();
         let bytes = resp.bytes().await.unwrap();
+        assert_eq!(announced, Some(bytes.len() as u64));
         if !gzip {
             return (String::from_utf8(bytes.to_vec()).unwrap(), bytes.len());
         }
@@ -93,6 +97,12 @@ async fn a_large_scrape_is_the_same_text_gzipped_or_plain() {
         t.lines().filter(|l| !l.starts_with("demo_scrape_")).collect::<Vec<_>>().join("\n")
     };
     assert_eq!(strip(&zipped), strip(&plain));
+    // HEAD announces the length a GET sends (the scrape's own durations are written with
+    // the same number of digits run to run only by chance, so compare to a tolerance).
+    let head = client().head(h.probe_url()).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let head_len: u64 = head.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    assert!(head_len.abs_diff(plain_len as u64) < 64, "{head_len} vs {plain_len}");
 
     let debug = client().get(format!("{}&debug=true", h.probe_url())).send().await.unwrap();
     let debug = debug.text().await.unwrap();
