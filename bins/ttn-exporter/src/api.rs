@@ -213,14 +213,21 @@ pub fn gateway_entry(entry: &serde_json::value::RawValue) -> Result<Gateway, Str
     with_id(serde_json::from_str(entry.get()).map_err(|e| e.to_string())?)
 }
 
-fn with_id(gateway: Gateway) -> Result<Gateway, String> {
+fn with_id(mut gateway: Gateway) -> Result<Gateway, String> {
     if gateway.ids.gateway_id.is_empty() {
         return Err("gateway without ids.gateway_id".to_owned());
     }
+    // Decoded lists keep room for four entries; a gateway is kept for hours, 10,000 of them
+    // at once.
+    gateway.antennas.shrink_to_fit();
+    gateway.frequency_plan_ids.shrink_to_fit();
     Ok(gateway)
 }
 
 /// Decodes one connection statistics object.
 pub fn connection_stats(value: serde_json::Value) -> Result<ConnectionStats, String> {
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    let mut stats: ConnectionStats = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    // Kept until the next refresh, for every gateway (see `with_id`).
+    stats.sub_bands.shrink_to_fit();
+    Ok(stats)
 }

@@ -658,6 +658,82 @@ impl Cache {
         Ok((out, problems))
     }
 
+    /// Takes one batch of a cluster's answers into `snap` (a new record replaces the old one,
+    /// a failed call keeps it); the ids of the new records.
+    fn merge(
+        &self,
+        snap: &mut Snapshot,
+        merged: &mut Merged,
+        batch: BatchMode,
+        results: Vec<(String, StatsResult)>,
+    ) -> Vec<String> {
+        merged.old_server |= results.iter().any(|(_, r)| old_gateway_server(r));
+        // Provisional until the cluster's last answer is in (then corrected, see
+        // `refresh_stats`): it can only turn false.
+        let tx_ack_known = batch != BatchMode::Unsupported && !merged.old_server;
+        let mut ids = Vec::with_capacity(results.len());
+        for (id, result) in results {
+            match result {
+                Ok((reply, at)) => {
+                    merged.answered += 1;
+                    if let StatsReply::Stats(stats) = &reply {
+                        snap.last_seen
+                            .entry(id.clone())
+                            .or_default()
+                            .merge(stats.last_status_received_at, stats.last_uplink_received_at);
+                    }
+                    snap.stats
+                        .insert(id.clone(), Record { reply: Arc::new(reply), at, tx_ack_known });
+                    ids.push(id);
+                }
+                Err(err) => {
+                    merged.failed += 1;
+                    let err = match err {
+                        ApiError::Decode(why) => ApiError::Decode(format!("gateway {id}: {why}")),
+                        ApiError::Status { status, name, message, retry_after } => {
+                            ApiError::Status {
+                                status,
+                                name,
+                                message: format!("gateway {id}: {message}"),
+                                retry_after,
+                            }
+                        }
+                        other => other,
+                    };
+                    // Keep the most telling error: a refused key or a rate limit.
+                    let worse = merged.first_error.as_ref().is_none_or(|e| {
+                        !e.is_auth()
+                            && e.status() != Some(429)
+                            && (err.is_auth() || err.status() == Some(429))
+                    });
+                    if worse {
+                        merged.first_error = Some(err);
+                    }
+                }
+            }
+        }
+        ids
+    }
+
+    /// Puts the new records of `ids` into the snapshot scrapes read now, in place, so that
+    /// the old ones are freed at once rather than when the refresh ends. Skipped while a
+    /// scrape holds that snapshot (it keeps reading what it started with; the refresh's end
+    /// replaces it anyway).
+    fn publish(&self, snap: &Snapshot, ids: &[String]) {
+        let mut state = self.lock();
+        let Some(published) = Arc::get_mut(&mut state.snapshot) else { return };
+        for id in ids {
+            if let Some(record) = snap.stats.get(id) {
+                let mut record = record.clone();
+                if let Some(old) = published.stats.get(id) {
+                    // Until the cluster's last answer is in, keep what the last refresh found.
+                    record.tx_ack_known &= old.tx_ack_known;
+                }
+                published.stats.insert(id.clone(), record);
+            }
+        }
+    }
+
     async fn refresh_stats(&self, client: &Client, snap: &mut Snapshot) {
         let now = Instant::now();
         let mut due: BTreeMap<String, (Url, Vec<String>)> = BTreeMap::new();
@@ -672,62 +748,61 @@ impl Cache {
                 .1
                 .push(g.id.clone());
         }
+        // Each cluster's calls run in a task of their own and send their results batch by
+        // batch (100 gateways), so that each gateway's new record replaces its old one as it
+        // comes: at 10,000 gateways, holding every old and every new answer at once until the
+        // last call came back cost about 9 MiB.
+        let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
         for (host, (url, ids)) in due {
             let mode = snap.clusters.get(&host).map(|c| c.batch).unwrap_or_default();
             let client = client.clone();
             let concurrency = self.config.concurrency;
+            let sender = sender.clone();
             tasks.spawn(async move {
-                let fetched = fetch_cluster(client, &host, url, ids, mode, concurrency).await;
-                (host, fetched)
+                fetch_cluster(client, &host, url, ids, mode, concurrency, &sender).await;
             });
         }
-        while let Some(joined) = tasks.join_next().await {
-            let Ok((host, fetched)) = joined else { continue };
-            let tx_ack_known = fetched.batch != BatchMode::Unsupported
-                && !fetched.results.iter().any(|(_, r)| old_gateway_server(r));
+        drop(sender);
+        let mut clusters: HashMap<String, Merged> = HashMap::new();
+        while let Some(message) = received.recv().await {
+            let (host, fetched) = match message {
+                Fetched::Results { host, batch, results } => {
+                    let merged = clusters.entry(host).or_default();
+                    let ids = self.merge(snap, merged, batch, results);
+                    self.publish(snap, &ids);
+                    continue;
+                }
+                Fetched::Done { host, batch, error } => {
+                    let merged = clusters.remove(&host).unwrap_or_default();
+                    (host, ClusterFetch { batch, error, merged })
+                }
+            };
+            // Whether the Gateway Server reports transmission acknowledgments is known only
+            // once all its answers are in (see `Merged::old_server`).
+            let tx_ack_known =
+                fetched.batch != BatchMode::Unsupported && !fetched.merged.old_server;
+            if !tx_ack_known {
+                for known in snap.gateways.iter().filter(|k| k.cluster.host == host) {
+                    if let Some(record) = snap.stats.get_mut(&known.id)
+                        && record.at >= now
+                    {
+                        record.tx_ack_known = false;
+                    }
+                }
+            }
+            let Merged { answered, failed, .. } = fetched.merged;
             let stopped = fetched.error.is_some();
-            let mut first_error: Option<ApiError> = fetched.error;
-            let mut failed = 0usize;
-            let mut answered = 0usize;
-            for (id, result) in fetched.results {
-                match result {
-                    Ok((reply, at)) => {
-                        answered += 1;
-                        if let StatsReply::Stats(stats) = &reply {
-                            snap.last_seen.entry(id.clone()).or_default().merge(
-                                stats.last_status_received_at,
-                                stats.last_uplink_received_at,
-                            );
-                        }
-                        snap.stats.insert(id, Record { reply: Arc::new(reply), at, tx_ack_known });
-                    }
-                    Err(err) => {
-                        failed += 1;
-                        let err = match err {
-                            ApiError::Decode(why) => {
-                                ApiError::Decode(format!("gateway {id}: {why}"))
-                            }
-                            ApiError::Status { status, name, message, retry_after } => {
-                                ApiError::Status {
-                                    status,
-                                    name,
-                                    message: format!("gateway {id}: {message}"),
-                                    retry_after,
-                                }
-                            }
-                            other => other,
-                        };
-                        // Keep the most telling error: a refused key or a rate limit.
-                        let worse = first_error.as_ref().is_none_or(|e| {
-                            !e.is_auth()
-                                && e.status() != Some(429)
-                                && (err.is_auth() || err.status() == Some(429))
-                        });
-                        if worse {
-                            first_error = Some(err);
-                        }
-                    }
+            let mut first_error = fetched.error;
+            if let Some(err) = fetched.merged.first_error {
+                // Keep the most telling error: a refused key or a rate limit.
+                let worse = first_error.as_ref().is_none_or(|e| {
+                    !e.is_auth()
+                        && e.status() != Some(429)
+                        && (err.is_auth() || err.status() == Some(429))
+                });
+                if worse {
+                    first_error = Some(err);
                 }
             }
             let state = snap.clusters.entry(host).or_default();
@@ -764,16 +839,48 @@ impl Cache {
     }
 }
 
+/// One gateway's statistics call: the answer and when it came, or why there is none.
+type StatsResult = Result<(StatsReply, Instant), ApiError>;
+
+/// What a cluster's task sends while it calls: its answers batch by batch, then how it ended.
+#[derive(Debug)]
+enum Fetched {
+    Results {
+        host: String,
+        /// How the answers were asked for.
+        batch: BatchMode,
+        results: Vec<(String, StatsResult)>,
+    },
+    Done {
+        host: String,
+        batch: BatchMode,
+        /// A failure that stopped the cluster's calls (rate limit, refused key, transport).
+        error: Option<ApiError>,
+    },
+}
+
+/// A cluster's answers taken so far.
+#[derive(Debug, Default)]
+struct Merged {
+    answered: usize,
+    failed: usize,
+    /// The most telling gateway error.
+    first_error: Option<ApiError>,
+    /// A gateway reported a Gateway Server older than 3.25.2 (see [`old_gateway_server`]).
+    old_server: bool,
+}
+
 /// The outcome of one cluster's statistics calls.
 #[derive(Debug)]
 struct ClusterFetch {
-    #[allow(clippy::type_complexity)]
-    results: Vec<(String, Result<(StatsReply, Instant), ApiError>)>,
     batch: BatchMode,
     /// A failure that stopped the cluster's calls (rate limit, refused key, transport).
     error: Option<ApiError>,
+    merged: Merged,
 }
 
+/// Calls one cluster for the statistics of `ids`, sending the answers to `sender` batch by
+/// batch, then how the calls ended.
 async fn fetch_cluster(
     client: Client,
     host: &str,
@@ -781,8 +888,17 @@ async fn fetch_cluster(
     ids: Vec<String>,
     mut batch: BatchMode,
     concurrency: usize,
-) -> ClusterFetch {
-    let mut results = Vec::new();
+    sender: &tokio::sync::mpsc::UnboundedSender<Fetched>,
+) {
+    let send = |batch: BatchMode, results: Vec<(String, StatsResult)>| {
+        if !results.is_empty() {
+            // The receiver is gone only when the refresh itself was dropped.
+            let _ = sender.send(Fetched::Results { host: host.to_owned(), batch, results });
+        }
+    };
+    let done = |batch: BatchMode, error: Option<ApiError>| {
+        let _ = sender.send(Fetched::Done { host: host.to_owned(), batch, error });
+    };
     let mut single: Vec<String> = Vec::new();
     if batch == BatchMode::Batch {
         let mut chunks = ids.chunks(BATCH_LIMIT);
@@ -790,6 +906,7 @@ async fn fetch_cluster(
             match client.batch_stats(Server { url: &url, cluster: host }, chunk).await {
                 Ok(entries) => {
                     let at = Instant::now();
+                    let mut results = Vec::with_capacity(chunk.len());
                     let mut answered = HashSet::new();
                     for (id, value) in entries {
                         if !chunk.contains(&id) {
@@ -805,6 +922,7 @@ async fn fetch_cluster(
                     for id in chunk.iter().filter(|id| !answered.contains(*id)) {
                         results.push((id.clone(), Ok((StatsReply::NotConnected, at))));
                     }
+                    send(batch, results);
                 }
                 Err(err) if err.is_missing_endpoint() => {
                     batch = BatchMode::Unsupported;
@@ -825,23 +943,23 @@ async fn fetch_cluster(
                 Err(err) if matches!(err.status(), Some(400 | 403 | 404)) => {
                     single.extend(chunk.iter().cloned());
                 }
-                Err(err) => return ClusterFetch { results, batch, error: Some(err) },
+                Err(err) => return done(batch, Some(err)),
             }
         }
     } else {
         single = ids;
     }
     if single.is_empty() {
-        return ClusterFetch { results, batch, error: None };
+        return done(batch, None);
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let host = host.to_owned();
+    let owned_host = host.to_owned();
     let fetched = bounded(single, concurrency, {
         let stop = Arc::clone(&stop);
         move |id: String| {
             let client = client.clone();
             let url = url.clone();
-            let host = host.clone();
+            let host = owned_host.clone();
             let stop = Arc::clone(&stop);
             async move {
                 if stop.load(Ordering::Relaxed) {
@@ -859,8 +977,8 @@ async fn fetch_cluster(
         }
     })
     .await;
-    results.extend(fetched.into_iter().flatten());
-    ClusterFetch { results, batch, error: None }
+    send(batch, fetched.into_iter().flatten().collect());
+    done(batch, None);
 }
 
 /// Runs `f` over `items` with at most `limit` calls in flight; results in completion order.
@@ -898,7 +1016,7 @@ where
 
 /// Whether a statistics answer shows a Gateway Server older than 3.25.2 (the first with
 /// `tx_acknowledgment_count`), from the version UDP gateways report.
-fn old_gateway_server(result: &Result<(StatsReply, Instant), ApiError>) -> bool {
+fn old_gateway_server(result: &StatsResult) -> bool {
     let Ok((StatsReply::Stats(stats), _)) = result else { return false };
     let Some(version) =
         stats.last_status.as_ref().and_then(|s| s.versions.get("ttn-lw-gateway-server"))
@@ -987,6 +1105,85 @@ mod tests {
         ] {
             assert!(decode_state(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    fn cache() -> Cache {
+        use argh::FromArgs as _;
+        let flags = crate::Flags::from_args(&["ttn-exporter"], &[]).unwrap();
+        let config = Config::from_flags(&flags).unwrap();
+        let client = Client::new(
+            exporter_core::client::http_client(&crate::INFO).unwrap(),
+            exporter_core::Secret::new("k"),
+            Duration::ZERO,
+        );
+        Cache::new(config, client)
+    }
+
+    fn stats(uplinks: u64) -> StatsResult {
+        let stats = api::ConnectionStats { uplink_count: Some(uplinks), ..Default::default() };
+        Ok((StatsReply::Stats(Box::new(stats)), Instant::now()))
+    }
+
+    /// A refresh puts each batch's new records into the snapshot scrapes read as they come,
+    /// so the old answers are freed then, not when the last cluster answered; not while a
+    /// scrape holds that snapshot.
+    #[test]
+    fn new_records_replace_the_published_ones_batch_by_batch() {
+        let cache = cache();
+        let ids = ["gw-a", "gw-b", "gw-c"].map(str::to_owned);
+        let mut merged = Merged::default();
+        let mut snap = Snapshot::default();
+        let first = ids.iter().map(|id| (id.clone(), stats(1))).collect();
+        let new = cache.merge(&mut snap, &mut merged, BatchMode::Batch, first);
+        cache.publish(&snap, &new);
+        let old = cache.snapshot().stats.get("gw-a").map(|r| Arc::downgrade(&r.reply)).unwrap();
+
+        // A new refresh works on its own copy, as `refresh` does (the first one is over).
+        drop(snap);
+        let mut snap = Snapshot::clone(&cache.snapshot());
+        let mut merged = Merged::default();
+        let batch = vec![
+            ("gw-a".to_owned(), stats(2)),
+            ("gw-b".to_owned(), Err(ApiError::Decode("x".into()))),
+        ];
+        let new = cache.merge(&mut snap, &mut merged, BatchMode::Batch, batch);
+        assert_eq!(new, ["gw-a"]);
+        assert_eq!((merged.answered, merged.failed), (1, 1));
+        assert!(merged.first_error.as_ref().unwrap().to_string().contains("gateway gw-b"));
+        let held = cache.snapshot();
+        cache.publish(&snap, &new);
+        assert!(old.upgrade().is_some(), "a scrape still reads the old answer");
+        drop(held);
+        cache.publish(&snap, &new);
+        assert!(old.upgrade().is_none(), "the old answer is freed once replaced");
+        let published = cache.snapshot();
+        let uplinks = |id: &str| match &*published.stats.get(id).unwrap().reply {
+            StatsReply::Stats(s) => s.uplink_count,
+            StatsReply::NotConnected => None,
+        };
+        assert_eq!(uplinks("gw-a"), Some(2));
+        assert_eq!(uplinks("gw-b"), Some(1), "a failed call keeps the last good answer");
+        assert_eq!(uplinks("gw-c"), Some(1));
+        assert!(published.stats.get("gw-a").unwrap().tx_ack_known);
+        drop(published);
+
+        // An answer of an old Gateway Server turns the provisional flag off for the rest.
+        let version = api::GatewayStatus {
+            versions: [("ttn-lw-gateway-server".to_owned(), "v3.24.0".to_owned())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let old_server = api::ConnectionStats { last_status: Some(version), ..Default::default() };
+        let batch = vec![(
+            "gw-c".to_owned(),
+            Ok((StatsReply::Stats(Box::new(old_server)), Instant::now())),
+        )];
+        let new = cache.merge(&mut snap, &mut merged, BatchMode::Batch, batch);
+        assert!(merged.old_server);
+        assert!(!snap.stats.get("gw-c").unwrap().tx_ack_known);
+        cache.publish(&snap, &new);
+        assert!(!cache.snapshot().stats.get("gw-c").unwrap().tx_ack_known);
     }
 
     #[test]
