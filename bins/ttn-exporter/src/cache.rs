@@ -700,13 +700,7 @@ impl Cache {
                         }
                         other => other,
                     };
-                    // Keep the most telling error: a refused key or a rate limit.
-                    let worse = merged.first_error.as_ref().is_none_or(|e| {
-                        !e.is_auth()
-                            && e.status() != Some(429)
-                            && (err.is_auth() || err.status() == Some(429))
-                    });
-                    if worse {
+                    if more_telling(merged.first_error.as_ref(), &err) {
                         merged.first_error = Some(err);
                     }
                 }
@@ -794,16 +788,10 @@ impl Cache {
             let Merged { answered, failed, .. } = fetched.merged;
             let stopped = fetched.error.is_some();
             let mut first_error = fetched.error;
-            if let Some(err) = fetched.merged.first_error {
-                // Keep the most telling error: a refused key or a rate limit.
-                let worse = first_error.as_ref().is_none_or(|e| {
-                    !e.is_auth()
-                        && e.status() != Some(429)
-                        && (err.is_auth() || err.status() == Some(429))
-                });
-                if worse {
-                    first_error = Some(err);
-                }
+            if let Some(err) = fetched.merged.first_error
+                && more_telling(first_error.as_ref(), &err)
+            {
+                first_error = Some(err);
             }
             let state = snap.clusters.entry(host).or_default();
             state.batch = fetched.batch;
@@ -837,6 +825,14 @@ impl Cache {
             }
         }
     }
+}
+
+/// Whether `err` is the more telling of two errors: the first one, unless `err` is a refused
+/// key or a rate limit and the one kept is neither.
+fn more_telling(kept: Option<&ApiError>, err: &ApiError) -> bool {
+    kept.is_none_or(|e| {
+        !e.is_auth() && e.status() != Some(429) && (err.is_auth() || err.status() == Some(429))
+    })
 }
 
 /// One gateway's statistics call: the answer and when it came, or why there is none.
