@@ -760,7 +760,7 @@ impl Cache {
         drop(sender);
         let mut clusters: HashMap<String, Merged> = HashMap::new();
         while let Some(message) = received.recv().await {
-            let (host, fetched) = match message {
+            let (host, batch, error, merged) = match message {
                 Fetched::Results { host, batch, results } => {
                     let merged = clusters.entry(host).or_default();
                     let ids = self.merge(snap, merged, batch, results);
@@ -769,13 +769,12 @@ impl Cache {
                 }
                 Fetched::Done { host, batch, error } => {
                     let merged = clusters.remove(&host).unwrap_or_default();
-                    (host, ClusterFetch { batch, error, merged })
+                    (host, batch, error, merged)
                 }
             };
             // Whether the Gateway Server reports transmission acknowledgments is known only
             // once all its answers are in (see `Merged::old_server`).
-            let tx_ack_known =
-                fetched.batch != BatchMode::Unsupported && !fetched.merged.old_server;
+            let tx_ack_known = batch != BatchMode::Unsupported && !merged.old_server;
             if !tx_ack_known {
                 for known in snap.gateways.iter().filter(|k| k.cluster.host == host) {
                     if let Some(record) = snap.stats.get_mut(&known.id)
@@ -785,16 +784,16 @@ impl Cache {
                     }
                 }
             }
-            let Merged { answered, failed, .. } = fetched.merged;
-            let stopped = fetched.error.is_some();
-            let mut first_error = fetched.error;
-            if let Some(err) = fetched.merged.first_error
+            let Merged { answered, failed, first_error: gateway_error, .. } = merged;
+            let stopped = error.is_some();
+            let mut first_error = error;
+            if let Some(err) = gateway_error
                 && more_telling(first_error.as_ref(), &err)
             {
                 first_error = Some(err);
             }
             let state = snap.clusters.entry(host).or_default();
-            state.batch = fetched.batch;
+            state.batch = batch;
             let done = Instant::now();
             match first_error {
                 None => state.phase.succeed(done, self.config.stats_ttl),
@@ -864,15 +863,6 @@ struct Merged {
     first_error: Option<ApiError>,
     /// A gateway reported a Gateway Server older than 3.25.2 (see [`old_gateway_server`]).
     old_server: bool,
-}
-
-/// The outcome of one cluster's statistics calls.
-#[derive(Debug)]
-struct ClusterFetch {
-    batch: BatchMode,
-    /// A failure that stopped the cluster's calls (rate limit, refused key, transport).
-    error: Option<ApiError>,
-    merged: Merged,
 }
 
 /// Calls one cluster for the statistics of `ids`, sending the answers to `sender` batch by
